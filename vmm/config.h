@@ -1,0 +1,127 @@
+/* The VM configuration: Firecracker's JSON schema (the config file and
+ * GET /vm/config share it). Everything is validated here, before anything
+ * touches KVM. */
+#ifndef WISP_CONFIG_H
+#define WISP_CONFIG_H
+
+#include <net/if.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "common/err.h"
+
+#define VMCFG_MAX_DRIVES  8
+#define VMCFG_MAX_NETS    4
+#define VMCFG_ID_MAX      64   /* drive_id / iface_id: letters, digits, '_' */
+#define VMCFG_BOOT_ARGS_MAX 2048
+
+struct vmcfg_token_bucket {
+	bool present;
+	uint64_t size;            /* tokens (bytes or ops) */
+	uint64_t one_time_burst;  /* extra initial tokens */
+	uint64_t refill_time;     /* ms to refill size tokens */
+};
+
+struct vmcfg_rate_limiter {
+	bool present;
+	struct vmcfg_token_bucket bandwidth;
+	struct vmcfg_token_bucket ops;
+};
+
+struct vmcfg_boot {
+	bool present;
+	char *kernel_image_path;
+	char *boot_args;          /* NULL: the VMM's default command line */
+	char *initrd_path;        /* NULL: none */
+};
+
+struct vmcfg_machine {
+	uint32_t vcpu_count;      /* 1..32, default 1 */
+	uint32_t mem_size_mib;    /* default 128 */
+	bool smt;
+	bool track_dirty_pages;
+};
+
+struct vmcfg_drive {
+	char drive_id[VMCFG_ID_MAX + 1];
+	char *path_on_host;
+	bool is_root_device;
+	bool is_read_only;
+	char *partuuid;           /* NULL: none */
+	bool cache_writeback;     /* cache_type "Writeback" (default "Unsafe") */
+	struct vmcfg_rate_limiter rate_limiter;
+};
+
+struct vmcfg_net {
+	char iface_id[VMCFG_ID_MAX + 1];
+	char host_dev_name[IFNAMSIZ];
+	bool has_guest_mac;
+	uint8_t guest_mac[6];
+	struct vmcfg_rate_limiter rx_rate_limiter;
+	struct vmcfg_rate_limiter tx_rate_limiter;
+};
+
+struct vmcfg_vsock {
+	bool present;
+	uint32_t guest_cid;       /* >= 3 */
+	char *uds_path;
+};
+
+struct vmcfg_logger {
+	bool present;
+	char *log_path;
+	char level[16];           /* "Error" .. "Trace"; default "Info" */
+	bool show_level;
+	bool show_log_origin;
+};
+
+struct vmcfg_metrics {
+	bool present;
+	char *metrics_path;
+};
+
+struct vm_config {
+	struct vmcfg_boot boot;
+	struct vmcfg_machine machine;
+	struct vmcfg_drive drives[VMCFG_MAX_DRIVES];
+	int nr_drives;
+	struct vmcfg_net nets[VMCFG_MAX_NETS];
+	int nr_nets;
+	struct vmcfg_vsock vsock;
+	struct vmcfg_logger logger;
+	struct vmcfg_metrics metrics;
+};
+
+/* Defaults: 1 vCPU, 128 MiB, nothing else. */
+void vmcfg_init(struct vm_config *cfg);
+void vmcfg_free(struct vm_config *cfg);
+
+/* The config file: the whole JSON object, unknown keys, wrong types and
+ * out-of-range values refused with a message naming the key. */
+int vmcfg_load_file(const char *path, struct vm_config *cfg, struct wisp_err *err);
+int vmcfg_from_json(json_t *root, struct vm_config *cfg, struct wisp_err *err);
+/* Same schema back (GET /vm/config). */
+json_t *vmcfg_to_json(const struct vm_config *cfg);
+
+/* Sections, for the API (PUT replaces, PATCH updates the given fields). */
+int vmcfg_parse_boot(json_t *j, struct vmcfg_boot *out, struct wisp_err *err);
+int vmcfg_parse_machine(json_t *j, struct vmcfg_machine *inout, bool patch, struct wisp_err *err);
+int vmcfg_parse_drive(json_t *j, struct vmcfg_drive *out, struct wisp_err *err);
+int vmcfg_parse_net(json_t *j, struct vmcfg_net *out, struct wisp_err *err);
+int vmcfg_parse_vsock(json_t *j, struct vmcfg_vsock *out, struct wisp_err *err);
+int vmcfg_parse_logger(json_t *j, struct vmcfg_logger *out, struct wisp_err *err);
+int vmcfg_parse_metrics(json_t *j, struct vmcfg_metrics *out, struct wisp_err *err);
+int vmcfg_parse_rate_limiter(json_t *j, struct vmcfg_rate_limiter *out, const char *key,
+			     struct wisp_err *err);
+
+/* Cross-section checks before boot: a kernel is set, at most one root
+ * drive, unique ids, unique tap names, files exist and are readable. */
+int vmcfg_validate(const struct vm_config *cfg, struct wisp_err *err);
+
+/* Section copy/free helpers (deep). */
+void vmcfg_drive_free(struct vmcfg_drive *d);
+void vmcfg_boot_free(struct vmcfg_boot *b);
+
+#endif

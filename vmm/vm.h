@@ -1,0 +1,81 @@
+/* The VM: one struct owned by main, built by one linear function
+ * (vm_build), run by the VMM thread's event loop and one thread per vCPU. */
+#ifndef WISP_VM_H
+#define WISP_VM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "bus.h"
+#include "config.h"
+#include "evloop.h"
+#include "layout.h"
+#include "mem.h"
+
+struct vcpu;
+struct virtio_mmio_dev;
+struct serial;
+struct i8042;
+
+enum vm_state {
+	VM_NOT_STARTED = 0,
+	VM_RUNNING,
+	VM_PAUSED,
+	VM_STOPPED,
+};
+
+/* Exit codes (Firecracker's where they exist). */
+enum {
+	WISP_EXIT_OK = 0,
+	WISP_EXIT_GENERIC = 1,
+	WISP_EXIT_GUEST_CRASH = 2,      /* triple fault, KVM internal error */
+	WISP_EXIT_BAD_SYSCALL = 148,    /* seccomp violation */
+	WISP_EXIT_BAD_CONFIG = 152,
+	WISP_EXIT_BAD_ARGS = 153,
+};
+
+struct vm {
+	struct vm_config cfg;           /* validated configuration */
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+	struct gmem mem;
+	struct bus pio;
+	struct bus mmio;
+	struct evloop loop;             /* the VMM thread's loop */
+	struct vcpu *vcpus;
+	int nr_vcpus;
+	_Atomic int state;              /* enum vm_state */
+	struct serial *serial;
+	struct i8042 *i8042;
+	struct virtio_mmio_dev *virtio[WISP_VIRTIO_MMIO_MAX];
+	int nr_virtio;
+	uint64_t entry_addr;            /* guest entry point after loading */
+};
+
+/* Create the KVM VM (irqchip, PIT, memory, legacy devices, virtio devices,
+ * kernel load, boot state) from vm->cfg; no vCPU runs yet. */
+int vm_build(struct vm *vm, struct wisp_err *err);
+/* Start the vCPU threads (InstanceStart). */
+int vm_start(struct vm *vm, struct wisp_err *err);
+/* Stop every vCPU at a safe point (out of KVM_RUN, registers consistent);
+ * returns when all have stopped. Resume continues exactly there. */
+int vm_pause(struct vm *vm, struct wisp_err *err);
+int vm_resume(struct vm *vm, struct wisp_err *err);
+/* Ask the VMM to end with this exit code (any thread). */
+void vm_request_exit(struct vm *vm, int exit_code);
+void vm_destroy(struct vm *vm);
+
+/* KVM plumbing for devices. */
+int vm_irqfd(struct vm *vm, int efd, unsigned int gsi, struct wisp_err *err);
+int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, uint64_t datamatch,
+		 bool match, struct wisp_err *err);
+int vm_ioeventfd_remove(struct vm *vm, int efd, uint64_t addr, uint32_t len,
+			uint64_t datamatch, bool match);
+/* Raise or lower an IOAPIC line (KVM_IRQ_LINE), for level devices. */
+int vm_irq_line(struct vm *vm, unsigned int gsi, int level);
+
+#endif
