@@ -98,9 +98,12 @@ struct vm_config {
 void vmcfg_init(struct vm_config *cfg);
 void vmcfg_free(struct vm_config *cfg);
 
-/* The config file: the whole JSON object, unknown keys, wrong types and
+/* cfg must have been through vmcfg_init(); on failure it is left as it was.
+ * The config file: the whole JSON object, unknown keys, wrong types and
  * out-of-range values refused with a message naming the key. */
 int vmcfg_load_file(const char *path, struct vm_config *cfg, struct wisp_err *err);
+/* (vmcfg_load_file also runs vmcfg_validate: a config file must describe a
+ * bootable VM. vmcfg_from_json checks structure and cross-section rules.) */
 int vmcfg_from_json(json_t *root, struct vm_config *cfg, struct wisp_err *err);
 /* Same schema back (GET /vm/config). */
 json_t *vmcfg_to_json(const struct vm_config *cfg);
@@ -113,6 +116,17 @@ int vmcfg_parse_net(json_t *j, struct vmcfg_net *out, struct wisp_err *err);
 int vmcfg_parse_vsock(json_t *j, struct vmcfg_vsock *out, struct wisp_err *err);
 int vmcfg_parse_logger(json_t *j, struct vmcfg_logger *out, struct wisp_err *err);
 int vmcfg_parse_metrics(json_t *j, struct vmcfg_metrics *out, struct wisp_err *err);
+/* PATCH /drives/{id} (Firecracker's PartialDrive: drive_id, path_on_host,
+ * rate_limiter) and PATCH /network-interfaces/{id} (iface_id and the two
+ * rate limiters). The body's id must equal the path's id when one is given.
+ * *path_on_host is malloc'd (NULL when absent); has_* say what was given. */
+int vmcfg_parse_drive_patch(json_t *j, const char *drive_id, char **path_on_host,
+			    struct vmcfg_rate_limiter *rl, bool *has_rl, struct wisp_err *err);
+int vmcfg_parse_net_patch(json_t *j, const char *iface_id, struct vmcfg_rate_limiter *rx,
+			  bool *has_rx, struct vmcfg_rate_limiter *tx, bool *has_tx,
+			  struct wisp_err *err);
+/* GET /machine-config. */
+json_t *vmcfg_machine_to_json(const struct vmcfg_machine *m);
 int vmcfg_parse_rate_limiter(json_t *j, struct vmcfg_rate_limiter *out, const char *key,
 			     struct wisp_err *err);
 
