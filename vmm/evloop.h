@@ -12,6 +12,7 @@
 typedef void (*evloop_cb)(void *opaque, uint32_t events);
 
 struct evloop_call_req;
+struct evloop_handler;
 
 struct evloop {
 	int epfd;
@@ -21,6 +22,9 @@ struct evloop {
 	pthread_mutex_t lock;           /* guards the call queue */
 	struct evloop_call_req *calls;  /* pending cross-thread calls */
 	pthread_t owner;                /* thread that runs the loop */
+	bool finished;                  /* evloop_run returned: calls fail */
+	struct evloop_handler *handlers;/* registered fds */
+	struct evloop_handler *dead;    /* removed during dispatch, freed after it */
 };
 
 int evloop_init(struct evloop *l, struct wisp_err *err);

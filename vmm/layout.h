@@ -35,6 +35,16 @@
 /* IOAPIC pins usable by devices: 5..23 */
 #define WISP_IRQ_MAX            23
 
+/* KVM's real-mode support pages (VMX): 3 pages of TSS and one of identity
+ * page table, just below the IOAPIC/LAPIC/firmware area, inside the gap. */
+#define WISP_KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
+#define WISP_KVM_TSS_ADDR          0xfeffd000ULL
+
+/* Firecracker-style boot timer: the guest writes 123 here once it is up
+ * (registered with --boot-timer). First page of the MMIO gap. */
+#define WISP_BOOT_TIMER_ADDR    WISP_MMIO_GAP_START
+#define WISP_BOOT_TIMER_SIZE    0x1000ULL
+
 #define WISP_IOAPIC_ADDR        0xfec00000ULL
 #define WISP_LAPIC_ADDR         0xfee00000ULL
 

@@ -54,6 +54,10 @@ struct vm {
 	struct virtio_mmio_dev *virtio[WISP_VIRTIO_MMIO_MAX];
 	int nr_virtio;
 	uint64_t entry_addr;            /* guest entry point after loading */
+	int nr_mmio_slots;              /* virtio-mmio windows handed out */
+	bool boot_timer;                /* --boot-timer: log the guest's boot time */
+	uint64_t exec_ns;               /* wisp_now_ns() when main started */
+	uint64_t start_ns;              /* wisp_now_ns() at vm_start */
 };
 
 /* Create the KVM VM (irqchip, PIT, memory, legacy devices, virtio devices,
@@ -75,6 +79,11 @@ int vm_ioeventfd(struct vm *vm, int efd, uint64_t addr, uint32_t len, uint64_t d
 		 bool match, struct wisp_err *err);
 int vm_ioeventfd_remove(struct vm *vm, int efd, uint64_t addr, uint32_t len,
 			uint64_t datamatch, bool match);
+/* Hand out the next virtio-mmio window (WISP_VIRTIO_MMIO_SIZE bytes) and
+ * its IRQ. Call during vm_build before the kernel is loaded: the boot code
+ * appends "virtio_mmio.device=4K@<addr>:<irq>" to the command line for every
+ * window handed out, in order. */
+int vm_alloc_mmio_slot(struct vm *vm, uint64_t *addr, unsigned int *irq, struct wisp_err *err);
 /* Raise or lower an IOAPIC line (KVM_IRQ_LINE), for level devices. */
 int vm_irq_line(struct vm *vm, unsigned int gsi, int level);
 
