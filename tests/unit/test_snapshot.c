@@ -1,0 +1,471 @@
+/* Snapshot state file encoding and memory files: round trips and every
+ * refusal a damaged or foreign file must get. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/io.h"
+#include "vmm/snapshot.h"
+
+struct demo_state {
+	uint64_t rip, rsp;
+	uint32_t flags;
+	uint8_t tail[3];
+};
+
+static char dir[64];
+
+static void mkdir_tmp(void)
+{
+	snprintf(dir, sizeof(dir), "/tmp/wisp-snap-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+}
+
+static void rm_tmp(void)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(snapshot, .init = mkdir_tmp, .fini = rm_tmp);
+
+/* A state image with three components, the way the VMM writes one. */
+static uint8_t *build_image(size_t *len)
+{
+	struct snap_writer w;
+	cr_assert_eq(snap_writer_init(&w, 128ull << 20, 0), 0);
+	struct demo_state s0 = { .rip = 0x1000, .rsp = 0x8ff0, .flags = 2, .tail = { 1, 2, 3 } };
+	struct demo_state s1 = { .rip = 0x2000, .rsp = 0x9ff0, .flags = 0x202 };
+	const char cfg[] = "{\"machine-config\":{\"vcpu_count\":2}}";
+	cr_assert_eq(snap_put(&w, SNAP_SEC_CONFIG, 1, 0, cfg, sizeof(cfg) - 1), 0);
+	cr_assert_eq(snap_put(&w, SNAP_SEC_VCPU, 3, 0, &s0, sizeof(s0)), 0);
+	cr_assert_eq(snap_put(&w, SNAP_SEC_VCPU, 3, 1, &s1, sizeof(s1)), 0);
+	cr_assert_eq(snap_put(&w, SNAP_SEC_SERIAL, 1, 0, NULL, 0), 0);
+	const uint8_t *buf;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_writer_finish(&w, &buf, len, &e), 0, "%s", e.msg);
+	uint8_t *copy = malloc(*len);
+	memcpy(copy, buf, *len);
+	snap_writer_free(&w);
+	return copy;
+}
+
+static void reseal(uint8_t *buf, size_t len)
+{
+	struct snap_header *h = (struct snap_header *)buf;
+	h->crc32 = 0;
+	h->crc32 = snap_crc32(0, buf, len);
+}
+
+static void expect_refused(const uint8_t *buf, size_t len, const char *needle)
+{
+	struct snap_image img;
+	struct wisp_err e = { 0 };
+	int r = snap_parse(buf, len, &img, &e);
+	cr_assert_lt(r, 0, "expected a refusal containing '%s'", needle);
+	cr_assert(strstr(e.msg, needle) != NULL, "message '%s' lacks '%s'", e.msg, needle);
+}
+
+Test(snapshot, round_trip)
+{
+	size_t len;
+	uint8_t *buf = build_image(&len);
+	cr_assert_eq(len % 8, 0);
+	struct snap_image img;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_parse(buf, len, &img, &e), 0, "%s", e.msg);
+	cr_assert_eq(img.hdr.mem_size, 128ull << 20);
+	cr_assert_eq(img.nr_sections, 4);
+	struct demo_state s;
+	cr_assert_eq(snap_get(&img, SNAP_SEC_VCPU, 3, 1, &s, sizeof(s), &e), 0, "%s", e.msg);
+	cr_assert_eq(s.rip, 0x2000);
+	cr_assert_eq(s.flags, 0x202);
+	cr_assert_eq(snap_get(&img, SNAP_SEC_VCPU, 3, 0, &s, sizeof(s), &e), 0);
+	cr_assert_eq(s.rsp, 0x8ff0);
+	cr_assert_eq(s.tail[2], 3);
+	const uint8_t *data;
+	size_t dlen;
+	cr_assert_eq(snap_get_var(&img, SNAP_SEC_CONFIG, 1, 0, &data, &dlen, &e), 0);
+	cr_assert_eq(dlen, strlen("{\"machine-config\":{\"vcpu_count\":2}}"));
+	cr_assert_eq(memcmp(data, "{\"machine", 9), 0);
+	/* the empty serial section has not been read yet */
+	cr_assert_lt(snap_check_all_used(&img, &e), 0);
+	cr_assert(strstr(e.msg, "serial") != NULL, "%s", e.msg);
+	cr_assert_eq(snap_get_var(&img, SNAP_SEC_SERIAL, 1, 0, &data, &dlen, &e), 0);
+	cr_assert_eq(dlen, 0);
+	cr_assert_eq(snap_check_all_used(&img, &e), 0);
+	cr_assert(snap_has(&img, SNAP_SEC_VCPU, 1));
+	cr_assert_not(snap_has(&img, SNAP_SEC_VCPU, 2));
+	snap_image_free(&img);
+	free(buf);
+}
+
+Test(snapshot, file_round_trip_and_size_cap)
+{
+	size_t len;
+	uint8_t *buf = build_image(&len);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/state", dir);
+	struct wisp_err e = { 0 };
+	cr_assert_eq(wisp_write_file_atomic(path, buf, len, 0600, &e), 0);
+	struct snap_image img;
+	cr_assert_eq(snap_read_file(path, &img, &e), 0, "%s", e.msg);
+	struct demo_state s;
+	cr_assert_eq(snap_get(&img, SNAP_SEC_VCPU, 3, 0, &s, sizeof(s), &e), 0);
+	cr_assert_eq(s.rip, 0x1000);
+	snap_image_free(&img);
+
+	/* over the cap: refused from fstat, without reading 16 MiB */
+	int fd = open(path, O_WRONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, SNAP_STATE_MAX + 1), 0);
+	close(fd);
+	cr_assert_eq(snap_read_file(path, &img, &e), -EFBIG);
+	cr_assert(strstr(e.msg, "more than the limit") != NULL, "%s", e.msg);
+
+	snprintf(path, sizeof(path), "%s/missing", dir);
+	cr_assert_eq(snap_read_file(path, &img, &e), -ENOENT);
+	cr_assert(strstr(e.msg, "No such file") != NULL, "%s", e.msg);
+	cr_assert_lt(snap_read_file(dir, &img, &e), 0);
+	cr_assert(strstr(e.msg, "not a regular file") != NULL, "%s", e.msg);
+	free(buf);
+}
+
+Test(snapshot, refuses_truncated)
+{
+	size_t len;
+	uint8_t *buf = build_image(&len);
+	expect_refused(buf, len - 8, "truncated");
+	expect_refused(buf, len - 1, "truncated");
+	expect_refused(buf, 40, "truncated");
+	expect_refused(buf, 0, "truncated");
+	free(buf);
+}
+
+Test(snapshot, refuses_every_flipped_bit)
+{
+	size_t len;
+	uint8_t *buf = build_image(&len);
+	for (size_t i = 0; i < len; i++) {
+		for (int bit = 0; bit < 8; bit += 3) {
+			buf[i] ^= (uint8_t)(1u << bit);
+			struct snap_image img;
+			struct wisp_err e = { 0 };
+			cr_assert_lt(snap_parse(buf, len, &img, &e), 0, "flip at byte %zu bit %d accepted",
+				     i, bit);
+			buf[i] ^= (uint8_t)(1u << bit);
+		}
+	}
+	/* a flip in the body is reported as a checksum mismatch */
+	buf[len - 20] ^= 0x10;
+	expect_refused(buf, len, "checksum mismatch");
+	free(buf);
+}
+
+Test(snapshot, refuses_other_version_arch_magic)
+{
+	size_t len;
+	uint8_t *buf = build_image(&len);
+	struct snap_header *h = (struct snap_header *)buf;
+	h->version = 2;
+	reseal(buf, len);
+	expect_refused(buf, len, "format version 2");
+	h->version = SNAP_FORMAT_VERSION;
+	h->arch = 183; /* aarch64 */
+	reseal(buf, len);
+	expect_refused(buf, len, "architecture 183");
+	h->arch = SNAP_ARCH_X86_64;
+	memcpy(h->magic, "FIRECRAC", 8);
+	expect_refused(buf, len, "bad magic");
+	memcpy(h->magic, SNAP_MAGIC, 8);
+	h->flags = 0x80;
+	reseal(buf, len);
+	expect_refused(buf, len, "unknown flags");
+	h->flags = 0;
+	h->mem_size = 12345;
+	reseal(buf, len);
+	expect_refused(buf, len, "whole number of pages");
+	free(buf);
+}
+
+Test(snapshot, refuses_bad_sections_even_with_valid_checksum)
+{
+	size_t len;
+	uint8_t *buf = build_image(&len);
+	uint8_t *orig = malloc(len);
+	memcpy(orig, buf, len);
+	struct snap_section_hdr *s0 = (struct snap_section_hdr *)(buf + sizeof(struct snap_header));
+
+	s0->len = 0x7ffffff0;
+	reseal(buf, len);
+	expect_refused(buf, len, "overruns");
+
+	memcpy(buf, orig, len);
+	s0->id = 99;
+	reseal(buf, len);
+	expect_refused(buf, len, "unknown component id 99");
+
+	memcpy(buf, orig, len);
+	((struct snap_header *)buf)->nr_sections = 3;
+	reseal(buf, len);
+	expect_refused(buf, len, "after its last section");
+
+	memcpy(buf, orig, len);
+	((struct snap_header *)buf)->nr_sections = 5;
+	reseal(buf, len);
+	expect_refused(buf, len, "truncated");
+
+	/* two sections for the same vCPU */
+	memcpy(buf, orig, len);
+	size_t off = sizeof(struct snap_header) + sizeof(struct snap_section_hdr) +
+		     ((strlen("{\"machine-config\":{\"vcpu_count\":2}}") + 7) & ~7u);
+	off += sizeof(struct snap_section_hdr) + ((sizeof(struct demo_state) + 7) & ~7u);
+	struct snap_section_hdr *s2 = (struct snap_section_hdr *)(buf + off);
+	cr_assert_eq(s2->instance, 1);
+	s2->instance = 0;
+	reseal(buf, len);
+	expect_refused(buf, len, "twice");
+
+	/* trailing garbage: checked against the header's length */
+	uint8_t *longer = calloc(1, len + 8);
+	memcpy(longer, orig, len);
+	expect_refused(longer, len + 8, "after its end");
+	free(longer);
+	free(orig);
+	free(buf);
+}
+
+Test(snapshot, component_checks)
+{
+	size_t len;
+	uint8_t *buf = build_image(&len);
+	struct snap_image img;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_parse(buf, len, &img, &e), 0);
+	struct demo_state s;
+	cr_assert_eq(snap_get(&img, SNAP_SEC_VCPU, 4, 0, &s, sizeof(s), &e), -EPROTO);
+	cr_assert(strstr(e.msg, "vcpu state of instance 0 has version 3") != NULL, "%s", e.msg);
+	uint64_t small;
+	cr_assert_eq(snap_get(&img, SNAP_SEC_VCPU, 3, 0, &small, sizeof(small), &e), -EINVAL);
+	cr_assert(strstr(e.msg, "expected 8") != NULL, "%s", e.msg);
+	cr_assert_eq(snap_get(&img, SNAP_SEC_I8042, 1, 0, &small, sizeof(small), &e), -ENOENT);
+	cr_assert(strstr(e.msg, "no i8042 state") != NULL, "%s", e.msg);
+	snap_image_free(&img);
+	free(buf);
+}
+
+Test(snapshot, writer_refusals)
+{
+	struct snap_writer w;
+	cr_assert_eq(snap_writer_init(&w, 1 << 20, 0), 0);
+	cr_assert_eq(snap_put(&w, 0, 1, 0, NULL, 0), -EINVAL);
+	/* sticky: later puts and finish report the first failure */
+	cr_assert_eq(snap_put(&w, SNAP_SEC_VM, 1, 0, "x", 1), -EINVAL);
+	const uint8_t *b;
+	size_t l;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_writer_finish(&w, &b, &l, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "unknown snapshot section id 0") != NULL, "%s", e.msg);
+	snap_writer_free(&w);
+
+	cr_assert_eq(snap_writer_init(&w, 1 << 20, 0), 0);
+	static uint8_t big[SNAP_SECTION_MAX + 1];
+	cr_assert_eq(snap_put(&w, SNAP_SEC_VM, 1, 0, big, sizeof(big)), -EFBIG);
+	snap_writer_free(&w);
+}
+
+/* Memory files */
+
+#define PG 4096u
+
+static struct gmem fake_mem(uint8_t **lo, uint8_t **hi)
+{
+	struct gmem m = { 0 };
+	*lo = calloc(16, PG);
+	*hi = calloc(8, PG);
+	m.regions[0] = (struct gmem_region){ .gpa = 0, .size = 16 * PG, .host = *lo };
+	m.regions[1] = (struct gmem_region){ .gpa = 1ull << 32, .size = 8 * PG, .host = *hi,
+					     .file_off = 16 * PG };
+	m.nr_regions = 2;
+	m.ram_size = 24 * PG;
+	return m;
+}
+
+static uint8_t *read_all(const char *path, size_t *len)
+{
+	char *b;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(wisp_read_file(path, 1 << 24, &b, len, &e), 0, "%s", e.msg);
+	return (uint8_t *)b;
+}
+
+static bool is_data(int fd, off_t off)
+{
+	off_t d = lseek(fd, off, SEEK_DATA);
+	return d == off;
+}
+
+static int count_entries(void)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+Test(snapshot, mem_full_is_sparse_and_exact)
+{
+	uint8_t *lo, *hi;
+	struct gmem m = fake_mem(&lo, &hi);
+	memset(lo + 1 * PG, 0xaa, PG);
+	lo[5 * PG + 100] = 7;
+	memset(hi + 7 * PG, 0x55, PG);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/mem", dir);
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_mem_write(&m, path, NULL, NULL, &e), 0, "%s", e.msg);
+	size_t len;
+	uint8_t *f = read_all(path, &len);
+	cr_assert_eq(len, 24 * PG);
+	cr_assert_eq(memcmp(f, lo, 16 * PG), 0);
+	cr_assert_eq(memcmp(f + 16 * PG, hi, 8 * PG), 0);
+	free(f);
+	int fd = snap_mem_open(path, 24 * PG, &e);
+	cr_assert_geq(fd, 0, "%s", e.msg);
+	cr_assert(is_data(fd, 1 * PG));
+	cr_assert(is_data(fd, 5 * PG));
+	cr_assert(is_data(fd, 23 * PG));
+	cr_assert_not(is_data(fd, 0));
+	cr_assert_not(is_data(fd, 10 * PG));
+	struct stat st;
+	fstat(fd, &st);
+	cr_assert_leq(st.st_blocks * 512, 4 * PG, "zero pages were written: %lld blocks",
+		      (long long)st.st_blocks);
+	close(fd);
+	cr_assert_eq(count_entries(), 1, "a temporary file was left behind");
+	free(lo);
+	free(hi);
+}
+
+Test(snapshot, mem_open_refusals)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/mem", dir);
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_mem_open(path, 1 << 20, &e), -ENOENT);
+	cr_assert(strstr(e.msg, "No such file") != NULL, "%s", e.msg);
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	cr_assert_eq(ftruncate(fd, 1 << 19), 0);
+	close(fd);
+	cr_assert_eq(snap_mem_open(path, 1 << 20, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "is 524288 bytes; the snapshot's guest memory is 1048576") != NULL,
+		  "%s", e.msg);
+	cr_assert_eq(snap_mem_open(dir, 1 << 20, &e), -EINVAL);
+}
+
+Test(snapshot, mem_diff_and_merge)
+{
+	uint8_t *lo, *hi;
+	struct gmem m = fake_mem(&lo, &hi);
+	memset(lo + 2 * PG, 0x11, PG);
+	memset(lo + 3 * PG, 0x22, PG);
+	memset(hi + 1 * PG, 0x33, PG);
+	char base[128], diffp[128];
+	snprintf(base, sizeof(base), "%s/base", dir);
+	snprintf(diffp, sizeof(diffp), "%s/diff", dir);
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_mem_write(&m, base, NULL, NULL, &e), 0, "%s", e.msg);
+
+	/* the guest changes pages: one rewritten, one zeroed, one new */
+	memset(lo + 2 * PG, 0x44, PG);
+	memset(lo + 3 * PG, 0, PG);
+	memset(hi + 4 * PG, 0x66, PG);
+	uint64_t bm_lo[1] = { (1u << 2) | (1u << 3) }, bm_hi[1] = { 1u << 4 };
+	const uint64_t *const dirty[GMEM_MAX_REGIONS] = { bm_lo, bm_hi };
+	cr_assert_eq(snap_mem_write(&m, diffp, dirty, NULL, &e), 0, "%s", e.msg);
+	int fd = snap_mem_open(diffp, 24 * PG, &e);
+	cr_assert_geq(fd, 0);
+	cr_assert(is_data(fd, 3 * PG), "a dirty zero page must be written in a diff");
+	cr_assert_not(is_data(fd, 16 * PG + 1 * PG), "clean pages must be holes in a diff");
+	close(fd);
+
+	cr_assert_eq(snap_mem_merge(base, diffp, &e), 0, "%s", e.msg);
+	size_t len;
+	uint8_t *f = read_all(base, &len);
+	cr_assert_eq(len, 24 * PG);
+	cr_assert_eq(memcmp(f, lo, 16 * PG), 0, "merged low RAM differs");
+	cr_assert_eq(memcmp(f + 16 * PG, hi, 8 * PG), 0, "merged high RAM differs");
+	free(f);
+	cr_assert_eq(count_entries(), 2);
+
+	/* refusals leave both files alone */
+	cr_assert_eq(snap_mem_merge(base, base, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "same file") != NULL, "%s", e.msg);
+	int t = open(diffp, O_WRONLY);
+	cr_assert_eq(ftruncate(t, 8 * PG), 0);
+	close(t);
+	cr_assert_eq(snap_mem_merge(base, diffp, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "its base") != NULL, "%s", e.msg);
+	f = read_all(base, &len);
+	cr_assert_eq(memcmp(f, lo, 16 * PG), 0);
+	free(f);
+	cr_assert_eq(count_entries(), 2);
+	free(lo);
+	free(hi);
+}
+
+Test(snapshot, failed_create_leaves_nothing)
+{
+	uint8_t *lo, *hi;
+	struct gmem m = fake_mem(&lo, &hi);
+	memset(lo, 1, 16 * PG);
+	memset(hi, 2, 8 * PG);
+	char path[128];
+	snprintf(path, sizeof(path), "%s/mem", dir);
+	/* an existing snapshot must survive a failed overwrite */
+	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	cr_assert_eq(write(fd, "old", 3), 3);
+	close(fd);
+	signal(SIGXFSZ, SIG_IGN);
+	struct rlimit rl = { 8 * PG, RLIM_INFINITY };
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	struct wisp_err e = { 0 };
+	cr_assert_lt(snap_mem_write(&m, path, NULL, NULL, &e), 0);
+	cr_assert_eq(count_entries(), 1, "a temporary file was left behind");
+	size_t len;
+	uint8_t *f = read_all(path, &len);
+	cr_assert_eq(len, 3);
+	free(f);
+
+	/* state + memory committed together; a failed state write keeps both */
+	char state[128], mtmp[4096], stmp[4096];
+	snprintf(state, sizeof(state), "%s/nodir/state", dir);
+	cr_assert_lt(snap_state_write_tmp(state, (const uint8_t *)"x", 1, stmp, sizeof(stmp), &e), 0);
+	cr_assert_eq(count_entries(), 1);
+	rl.rlim_cur = RLIM_INFINITY;
+	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	cr_assert_eq(snap_mem_write(&m, path, NULL, mtmp, &e), 0, "%s", e.msg);
+	cr_assert_eq(snap_state_write_tmp(state, (const uint8_t *)"xyz", 3, stmp, sizeof(stmp), &e), 0);
+	cr_assert_eq(count_entries(), 3);
+	cr_assert_eq(snap_commit(mtmp, path, stmp, state, &e), 0, "%s", e.msg);
+	cr_assert_eq(count_entries(), 2);
+	f = read_all(path, &len);
+	cr_assert_eq(len, 24 * PG);
+	free(f);
+	free(lo);
+	free(hi);
+}
