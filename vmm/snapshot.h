@@ -168,4 +168,51 @@ int snap_state_write_tmp(const char *path, const uint8_t *buf, size_t len, char 
 int snap_commit(const char *mem_tmp, const char *mem_path, const char *state_tmp,
 		const char *state_path, struct wisp_err *err);
 
+/* KVM state (snapshot_kvm.c). Works on file descriptors so it does not
+ * depend on how the VMM keeps its vCPUs. */
+struct kvm_msr_entry;
+
+/* The MSRs KVM_GET_MSR_INDEX_LIST reports that this vCPU can read. */
+int snap_msr_list(int kvm_fd, int vcpu_fd, struct kvm_msr_entry **out, uint32_t *nr,
+		  struct wisp_err *err);
+/* One vCPU, stopped out of KVM_RUN: MP state, general, special, FPU/XSAVE,
+ * XCR and debug registers, LAPIC, MSRs, pending events, TSC frequency. */
+int snap_vcpu_save(int kvm_fd, int vcpu_fd, uint32_t index, struct snap_writer *w,
+		   struct wisp_err *err);
+/* Restore in KVM's required order (SREGS before LAPIC, LAPIC before MSRs,
+ * events last) into a freshly created vCPU. */
+int snap_vcpu_restore(int vcpu_fd, uint32_t index, struct snap_image *img,
+		      struct wisp_err *err);
+/* PIC master/slave, IOAPIC, PIT, kvmclock (and the host's wall time). */
+int snap_vm_save(int vm_fd, struct snap_writer *w, struct wisp_err *err);
+/* step_clock: move kvmclock on by the host time that passed since the
+ * snapshot, so the guest's wall clock is right at once. */
+int snap_vm_restore(int vm_fd, struct snap_image *img, bool step_clock, struct wisp_err *err);
+/* KVM_GET_DIRTY_LOG for every RAM slot (slot i = region i) into bitmaps
+ * sized (pages + 63) / 64 words; fetching clears KVM's log. */
+int snap_dirty_fetch(int vm_fd, const struct gmem *m, uint64_t *bitmaps[GMEM_MAX_REGIONS],
+		     struct wisp_err *err);
+
+/* Device hooks: every device saves and restores its own state struct under
+ * its own section id, with these signatures (instance = device slot for
+ * virtio, 0 for the legacy devices):
+ *
+ *   int serial_snapshot_save(const struct serial *s, struct snap_writer *w,
+ *                            struct wisp_err *err);
+ *   int serial_snapshot_restore(struct serial *s, struct snap_image *img,
+ *                               struct wisp_err *err);
+ *   int i8042_snapshot_save / i8042_snapshot_restore    (same shape)
+ *   int virtio_mmio_snapshot_save(const struct virtio_mmio_dev *d, uint32_t slot,
+ *                                 struct snap_writer *w, struct wisp_err *err);
+ *   int virtio_mmio_snapshot_restore(struct virtio_mmio_dev *d, uint32_t slot,
+ *                                    struct snap_image *img, struct wisp_err *err);
+ *
+ * The virtio-mmio transport saves its registers and queue positions under
+ * SNAP_SEC_VIRTIO_MMIO and calls its device's own save/restore (block,
+ * net, vsock sections). Restore runs after the device is built from the
+ * snapshot's configuration (with the load's overrides applied) and before
+ * any vCPU runs; vsock resets the connections it had (the guest sees
+ * them reset) and keeps its listeners.
+ */
+
 #endif

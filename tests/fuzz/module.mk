@@ -25,7 +25,7 @@ fuzz-bins: $(FUZZ_BINS)
 
 fuzz:
 	$(MAKE) SAN=1 CC=clang BUILD=build-fuzz \
-		EXTRA_CFLAGS="-fsanitize=fuzzer-no-link -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wno-error" \
+		EXTRA_CFLAGS="-fsanitize=fuzzer-no-link -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Wno-error -Wno-unknown-warning-option" \
 		fuzz-bins
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		mkdir -p build-fuzz/corpus/$$t; \
