@@ -1,0 +1,114 @@
+/* wisp-agent internals: the guest's init (sys.c), the connection server
+ * (server.c) and the handler runner (job.c). One thread, one epoll loop;
+ * struct agent is owned by main and passed everywhere. */
+#ifndef WISP_AGENT_H
+#define WISP_AGENT_H
+
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "common/proto.h"
+
+#define AGENT_VERSION "0.1.0"
+#define AGENT_MAX_CONNS 128
+#define AGENT_MAX_JOBS_PER_CONN 64
+/* Back-pressure: a connection whose unsent output passes HIGH stops reading
+ * requests and its EXEC pipes; both resume below LOW. */
+#define AGENT_OUT_HIGH (1u << 20)
+#define AGENT_OUT_LOW  (256u << 10)
+#define AGENT_CHUNK    (64u << 10)
+
+enum ep_kind { EP_LISTEN = 1, EP_SIGNAL, EP_CONN, EP_JOB_IN, EP_JOB_OUT, EP_JOB_ERR };
+
+/* What an epoll event points at. */
+struct ep_src {
+	enum ep_kind kind;
+	void *obj;
+};
+
+struct conn;
+struct job;
+
+struct agent {
+	int epfd;
+	int sigfd;
+	int lfd;
+	struct ep_src listen_src, signal_src;
+	int pid1;           /* running as the guest's init */
+	int apply_restore;  /* RESTORED really reseeds and steps the clock */
+	const char *listen; /* "vsock:PORT" or "unix:PATH" */
+	uint64_t next_listen_try_ns;
+	struct conn *conns;
+	unsigned nconns;
+	struct job *jobs;
+	int stop;           /* SHUTDOWN or SIGTERM seen */
+	uint8_t scratch[AGENT_CHUNK];
+};
+
+struct conn {
+	struct conn *next, *prev;
+	struct agent *a;
+	int fd;
+	struct ep_src src;
+	uint8_t hdr[WPROTO_HDR_SIZE];
+	size_t hdr_got;
+	struct wproto_hdr h;
+	uint8_t *body;     /* frame being received, h.length bytes */
+	size_t body_got;
+	struct wproto_buf out;
+	size_t out_off;
+	uint32_t cur_events;
+	int closing;       /* refused a frame: flush the ERROR, then close */
+	unsigned njobs;
+};
+
+struct job {
+	struct job *next, *prev;
+	struct agent *a;
+	struct conn *conn; /* NULL once the client went away */
+	uint32_t id;
+	int streaming;     /* EXEC: OUTPUT frames then EXIT */
+	pid_t pid;         /* also the process group id */
+	int in_fd, out_fd[2];
+	struct ep_src in_src, out_src[2];
+	uint8_t *frame;    /* request body: keeps the stdin bytes alive */
+	const uint8_t *in_ptr;
+	size_t in_left;
+	struct wproto_buf cap[2]; /* INVOKE: kept stdout/stderr */
+	uint64_t total[2];
+	uint32_t limit;    /* per stream, 0 = unlimited (EXEC only) */
+	uint32_t flags;
+	uint64_t start_ns, deadline_ns;
+	int paused;
+};
+
+/* sys.c: PID 1 duties */
+void sys_init_pid1(void);
+void sys_shutdown_pid1(void);
+int sys_apply_restore(const struct wproto_msg *m, int apply, struct wproto_msg *ack,
+		      struct wisp_err *err);
+/* Value of "key=" on the kernel command line, copied into out. */
+int sys_cmdline_get(const char *key, char *out, size_t outlen);
+
+/* server.c */
+int server_run(struct agent *a);
+void conn_send(struct conn *c, const struct wproto_msg *m);
+void conn_send_error(struct conn *c, uint32_t id, int errnum, const char *msg);
+void conn_update_events(struct conn *c);
+int agent_epoll_set(struct agent *a, int fd, struct ep_src *src, uint32_t events, int add);
+
+/* job.c */
+int job_start(struct agent *a, struct conn *c, uint8_t *frame,
+	      const struct wproto_msg *m, struct wisp_err *err);
+void job_on_fd(struct job *j, enum ep_kind kind, uint32_t events);
+void job_reaped(struct agent *a, pid_t pid, int status, const struct rusage *ru);
+void job_detach_conn(struct agent *a, struct conn *c);
+void job_resume_conn(struct agent *a, struct conn *c);
+void job_check_timeouts(struct agent *a, uint64_t now);
+int64_t job_next_deadline_ms(struct agent *a, uint64_t now);
+void job_kill_all(struct agent *a);
+struct job *job_find(struct agent *a, struct conn *c, uint32_t id);
+
+#endif
