@@ -193,6 +193,19 @@ int snap_vm_restore(int vm_fd, struct snap_image *img, bool step_clock, struct w
 int snap_dirty_fetch(int vm_fd, const struct gmem *m, uint64_t *bitmaps[GMEM_MAX_REGIONS],
 		     struct wisp_err *err);
 
+/* The virtio-mmio transport of one device slot (snapshot_dev.c): feature
+ * negotiation, status, queue geometry and positions. Restore checks every
+ * value against the freshly created device (type, queue count, features it
+ * offers, rings inside guest RAM), then starts the backend when the driver
+ * had. snap_virtio_kick re-kicks ready queues and re-raises a pending
+ * interrupt; call it once the VM is restored. */
+struct virtio_mmio_dev;
+int snap_virtio_save(struct virtio_mmio_dev *d, uint32_t slot, struct snap_writer *w,
+		     struct wisp_err *err);
+int snap_virtio_restore(struct virtio_mmio_dev *d, uint32_t slot, struct snap_image *img,
+			struct wisp_err *err);
+void snap_virtio_kick(struct virtio_mmio_dev *d);
+
 /* Device hooks: every device saves and restores its own state struct under
  * its own section id, with these signatures (instance = device slot for
  * virtio, 0 for the legacy devices):
