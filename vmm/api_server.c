@@ -1,0 +1,414 @@
+/* The API server: libevent's evhttp on its own thread, on a Unix socket.
+ *
+ * Abuse limits: the body size (API_MAX_BODY) and header size caps are
+ * evhttp's own; connections are counted through a pass-through filter
+ * bufferevent reference per connection (see below), the listener is paused at API_MAX_CONNS so more clients wait in
+ * the kernel's backlog, and every connection must deliver each request
+ * within API_CONN_DEADLINE seconds or it is shut down. The only blocking
+ * step is evloop_call(), which waits for the VMM thread; a slow client only
+ * ever costs this thread an idle socket. */
+#include "api.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "metrics.h"
+
+struct api_conn {
+	struct api_server *srv;
+	struct bufferevent *bev;        /* evhttp's; we hold one reference */
+	struct event *deadline;
+	bool used;
+};
+
+struct api_server {
+	struct event_base *base;
+	struct evhttp *http;
+	struct evconnlistener *listener;
+	bool listener_paused;
+	struct event *stop_ev;
+	struct event *sweep_ev;
+	int stop_fd;
+	pthread_t thread;
+	bool thread_started;
+	char *sock_path;
+	struct api_ctl *ctl;
+	struct evloop *loop;
+	int nr_conns;
+	/* One spare slot: a connection accepted in the same batch as the one
+	 * that filled the table is closed at once. */
+	struct api_conn conns[API_MAX_CONNS + 1];
+};
+
+/* ---- connection accounting ----
+ *
+ * evhttp 2.1 has no connection limit and no hook for a connection's end.
+ * Each connection's socket bufferevent is created here (evhttp_set_bevcb)
+ * and we keep one reference to it: when evhttp is done it calls
+ * bufferevent_free(), which clears the callbacks, and our reference keeps
+ * the object (and its fd) until the sweep sees that and drops it. The
+ * sweep runs on every new connection and on a short timer while any
+ * connection is open. */
+
+#define API_SWEEP_MS 100
+
+static bool conn_released(struct api_conn *c)
+{
+	bufferevent_data_cb rd, wr;
+	bufferevent_event_cb ev;
+	void *arg;
+	bufferevent_getcb(c->bev, &rd, &wr, &ev, &arg);
+	return !rd && !wr && !ev;
+}
+
+static void conn_drop(struct api_conn *c)
+{
+	struct api_server *s = c->srv;
+	event_free(c->deadline);
+	bufferevent_decref(c->bev);     /* the last reference: closes the fd */
+	memset(c, 0, sizeof(*c));
+	s->nr_conns--;
+	if (s->listener && s->listener_paused && s->nr_conns < API_MAX_CONNS) {
+		evconnlistener_enable(s->listener);
+		s->listener_paused = false;
+	}
+}
+
+static void conn_sweep(struct api_server *s)
+{
+	for (size_t i = 0; i < WISP_ARRAY_SIZE(s->conns); i++)
+		if (s->conns[i].used && conn_released(&s->conns[i]))
+			conn_drop(&s->conns[i]);
+	if (s->nr_conns > 0) {
+		struct timeval tv = { .tv_usec = API_SWEEP_MS * 1000 };
+		evtimer_add(s->sweep_ev, &tv);
+	}
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_sweep(arg);
+}
+
+static void conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct api_conn *c = arg;
+	if (conn_released(c))
+		return;
+	wlog_rl(WISP_LOG_WARN, "API: a client took more than %d s for a request; closing it",
+		API_CONN_DEADLINE);
+	int sfd = bufferevent_getfd(c->bev);
+	if (sfd >= 0)
+		shutdown(sfd, SHUT_RDWR);       /* evhttp sees end of file and frees it */
+}
+
+static void conn_arm(struct api_conn *c, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+	evtimer_add(c->deadline, &tv);
+}
+
+static struct bufferevent *conn_new_cb(struct event_base *base, void *arg)
+{
+	struct api_server *s = arg;
+	struct api_conn *c = NULL;
+
+	conn_sweep(s);
+	for (size_t i = 0; i < WISP_ARRAY_SIZE(s->conns); i++) {
+		if (!s->conns[i].used) {
+			c = &s->conns[i];
+			break;
+		}
+	}
+	/* evhttp cannot be told "no" here: with no slot (only when one accept
+	 * batch overran the spare) it gets an untracked bufferevent, still
+	 * bound by evhttp's own timeout. */
+	if (!c)
+		return NULL;
+	c->deadline = evtimer_new(base, conn_deadline_cb, c);
+	if (!c->deadline)
+		return NULL;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		event_free(c->deadline);
+		c->deadline = NULL;
+		return NULL;
+	}
+	bufferevent_incref(bev);
+	c->srv = s;
+	c->bev = bev;
+	c->used = true;
+	s->nr_conns++;
+	if (s->nr_conns > API_MAX_CONNS) {
+		conn_arm(c, 0);         /* over the limit: closed at once */
+	} else {
+		conn_arm(c, API_CONN_DEADLINE);
+		if (s->nr_conns == API_MAX_CONNS && !s->listener_paused) {
+			evconnlistener_disable(s->listener);
+			s->listener_paused = true;
+		}
+	}
+	struct timeval tv = { .tv_usec = API_SWEEP_MS * 1000 };
+	evtimer_add(s->sweep_ev, &tv);
+	return bev;
+}
+
+static struct api_conn *conn_of(struct api_server *s, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	for (size_t i = 0; i < WISP_ARRAY_SIZE(s->conns); i++)
+		if (s->conns[i].used && s->conns[i].bev == bev)
+			return &s->conns[i];
+	return NULL;
+}
+
+/* ---- requests ---- */
+
+struct api_job {
+	struct api_ctl *ctl;
+	struct api_action *act;
+	struct api_reply *reply;
+};
+
+static int run_on_vmm_thread(void *arg)
+{
+	struct api_job *job = arg;
+	api_ctl_execute(job->ctl, job->act, job->reply);
+	return 0;
+}
+
+static void send_json(struct evhttp_request *req, int status, json_t *body)
+{
+	struct evbuffer *out = evbuffer_new();
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	if (out && text) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "application/json");
+		evbuffer_add(out, text, strlen(text));
+	}
+	const char *reason = status == 200 ? "OK" : status == 204 ? "No Content" : "Bad Request";
+	evhttp_send_reply(req, status, reason, status == 204 ? NULL : out);
+	free(text);
+	if (out)
+		evbuffer_free(out);
+}
+
+static enum api_method method_of(struct evhttp_request *req)
+{
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET: return API_GET;
+	case EVHTTP_REQ_PUT: return API_PUT;
+	case EVHTTP_REQ_PATCH: return API_PATCH;
+	default: return API_OTHER;
+	}
+}
+
+static void request_cb(struct evhttp_request *req, void *arg)
+{
+	struct api_server *s = arg;
+	struct api_action act;
+	struct api_reply reply = { 0 };
+	struct wisp_err err = { 0 };
+	char path[512];
+
+	struct api_conn *c = conn_of(s, req);
+	if (c)
+		evtimer_del(c->deadline);
+
+	const char *uri = evhttp_request_get_uri(req);
+	size_t plen = strcspn(uri ? uri : "", "?#");
+	if (!uri || plen >= sizeof(path)) {
+		snprintf(path, sizeof(path), "(too long)");
+		plen = 0;
+	} else {
+		memcpy(path, uri, plen);
+	}
+	path[plen] = '\0';
+
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	const char *body = len ? (const char *)evbuffer_pullup(in, -1) : NULL;
+
+	if (api_parse(method_of(req), path, body, len, &act, &err) < 0) {
+		reply.status = 400;
+		reply.body = api_fault(err.msg);
+		wlog_rl(WISP_LOG_WARN, "API: %s: %s", path, err.msg);
+	} else {
+		struct api_job job = { .ctl = s->ctl, .act = &act, .reply = &reply };
+		int r = evloop_call(s->loop, run_on_vmm_thread, &job);
+		if (r < 0) {
+			api_reply_free(&reply);
+			reply.status = 400;
+			reply.body = api_fault("the VMM is shutting down");
+		}
+	}
+	api_action_free(&act);
+	metrics_api_request(act.endpoint, reply.status >= 400);
+	send_json(req, reply.status, reply.body);
+	api_reply_free(&reply);
+	if (c && c->used)
+		conn_arm(c, API_CONN_DEADLINE);
+}
+
+/* ---- thread and setup ---- */
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+static void *server_thread(void *arg)
+{
+	struct api_server *s = arg;
+	wisp_log_set_thread("api");
+	event_base_dispatch(s->base);
+	return NULL;
+}
+
+static int listen_unix(const char *path, struct wisp_err *err)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct stat st;
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return wisp_err_set(err, ENAMETOOLONG, "--api-sock: \"%s\" is longer than %zu bytes",
+				    path, sizeof(addr.sun_path) - 1);
+	if (lstat(path, &st) == 0)
+		return wisp_err_set(err, EEXIST, "--api-sock: \"%s\" already exists; remove it first",
+				    path);
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return wisp_err_sys(err, errno, "--api-sock: socket");
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return wisp_err_sys(err, errno, "--api-sock: bind \"%s\"", path);
+	if (listen(fd, 128) < 0) {
+		int e = errno;
+		unlink(path);
+		return wisp_err_sys(err, e, "--api-sock: listen");
+	}
+	return wisp_steal_fd(fd);
+}
+
+void api_server_stop(struct api_server *s)
+{
+	if (!s)
+		return;
+	if (s->thread_started) {
+		uint64_t one = 1;
+		if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
+			wlog_error("API: cannot signal the server thread: %s", strerror(errno));
+		pthread_join(s->thread, NULL);
+	}
+	if (s->http)
+		evhttp_free(s->http);   /* frees connections, bound listener */
+	s->listener = NULL;
+	s->listener_paused = false;
+	for (size_t i = 0; i < WISP_ARRAY_SIZE(s->conns); i++)
+		if (s->conns[i].used)
+			conn_drop(&s->conns[i]);
+	if (s->sweep_ev)
+		event_free(s->sweep_ev);
+	if (s->stop_ev)
+		event_free(s->stop_ev);
+	if (s->stop_fd >= 0)
+		close(s->stop_fd);
+	if (s->base)
+		event_base_free(s->base);
+	if (s->sock_path) {
+		unlink(s->sock_path);
+		free(s->sock_path);
+	}
+	free(s);
+}
+
+int api_server_start(struct api_server **out, const char *sock_path, struct api_ctl *ctl,
+		     struct evloop *loop, struct wisp_err *err)
+{
+	int r;
+	struct api_server *s = calloc(1, sizeof(*s));
+	if (!s)
+		return wisp_err_set(err, ENOMEM, "API: out of memory");
+	s->stop_fd = -1;
+	s->ctl = ctl;
+	s->loop = loop;
+
+	int fd = listen_unix(sock_path, err);
+	if (fd < 0) {
+		free(s);
+		return fd;
+	}
+	s->sock_path = strdup(sock_path);
+	s->base = event_base_new();
+	s->http = s->base ? evhttp_new(s->base) : NULL;
+	s->listener = s->http ? evconnlistener_new(s->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1,
+						   fd) : NULL;
+	if (!s->sock_path || !s->listener) {
+		if (!s->listener)
+			close(fd);
+		r = wisp_err_set(err, ENOMEM, "API: cannot set up libevent");
+		goto fail;
+	}
+	if (!evhttp_bind_listener(s->http, s->listener)) {
+		evconnlistener_free(s->listener);
+		r = wisp_err_set(err, ENOMEM, "API: cannot bind evhttp to the socket");
+		goto fail;
+	}
+	evhttp_set_max_body_size(s->http, API_MAX_BODY);
+	evhttp_set_max_headers_size(s->http, API_MAX_HEADERS);
+	evhttp_set_timeout(s->http, API_CONN_DEADLINE);
+	/* Every method reaches request_cb, which answers a wrong one with 400
+	 * and a fault_message instead of evhttp's bare 405. */
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+				   EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_bevcb(s->http, conn_new_cb, s);
+	evhttp_set_gencb(s->http, request_cb, s);
+
+	s->sweep_ev = evtimer_new(s->base, sweep_cb, s);
+	if (!s->sweep_ev) {
+		r = wisp_err_set(err, ENOMEM, "API: sweep timer");
+		goto fail;
+	}
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	s->stop_ev = s->stop_fd >= 0 ? event_new(s->base, s->stop_fd, EV_READ, stop_cb, s->base)
+				     : NULL;
+	if (!s->stop_ev || event_add(s->stop_ev, NULL) < 0) {
+		r = wisp_err_sys(err, errno ? errno : ENOMEM, "API: stop event");
+		goto fail;
+	}
+	r = pthread_create(&s->thread, NULL, server_thread, s);
+	if (r != 0) {
+		r = wisp_err_sys(err, r, "API: pthread_create");
+		goto fail;
+	}
+	s->thread_started = true;
+	wlog_info("API server listening on %s", sock_path);
+	*out = s;
+	return 0;
+fail:
+	api_server_stop(s);
+	return r;
+}
