@@ -31,7 +31,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/err.h"
+#include "config.h"
 #include "mem.h"
 
 #define SNAP_MAGIC          "WISPSNAP"
@@ -205,6 +208,52 @@ int snap_virtio_save(struct virtio_mmio_dev *d, uint32_t slot, struct snap_write
 int snap_virtio_restore(struct virtio_mmio_dev *d, uint32_t slot, struct snap_image *img,
 			struct wisp_err *err);
 void snap_virtio_kick(struct virtio_mmio_dev *d);
+
+/* API requests (snapshot_req.c): PUT /snapshot/create and PUT
+ * /snapshot/load bodies with Firecracker's field names. Unknown fields,
+ * wrong types and empty paths are refused with the field's name. */
+enum snap_type { SNAP_TYPE_FULL = 0, SNAP_TYPE_DIFF };
+
+struct snap_create_req {
+	enum snap_type type;     /* snapshot_type "Full" (default) or "Diff" */
+	char *snapshot_path;
+	char *mem_file_path;
+};
+
+struct snap_net_override {
+	char iface_id[VMCFG_ID_MAX + 1];
+	char host_dev_name[IFNAMSIZ];
+};
+
+struct snap_drive_override {
+	char drive_id[VMCFG_ID_MAX + 1];
+	char *path_on_host;
+};
+
+struct snap_load_req {
+	char *snapshot_path;
+	char *mem_path;          /* mem_backend {backend_type File, backend_path}
+				  * or the older mem_file_path */
+	bool track_dirty_pages;  /* also its older name enable_diff_snapshots */
+	bool resume_vm;
+	bool clock_realtime;     /* wisp: step kvmclock by the time since the snapshot */
+	struct snap_net_override nets[VMCFG_MAX_NETS];   /* network_overrides */
+	int nr_nets;
+	struct snap_drive_override drives[VMCFG_MAX_DRIVES]; /* drive_overrides (wisp) */
+	int nr_drives;
+	char *vsock_uds_path;    /* vsock_override.uds_path, NULL: keep */
+};
+
+int snap_parse_create(json_t *j, struct snap_create_req *out, struct wisp_err *err);
+void snap_create_req_free(struct snap_create_req *r);
+int snap_parse_load(json_t *j, struct snap_load_req *out, struct wisp_err *err);
+void snap_load_req_free(struct snap_load_req *r);
+/* Apply a load's overrides (tap names, drive paths, vsock socket,
+ * track_dirty_pages) to the configuration read from the snapshot. An
+ * override naming an interface or drive the snapshot lacks is refused and
+ * changes nothing. */
+int snap_apply_overrides(struct vm_config *cfg, const struct snap_load_req *req,
+			 struct wisp_err *err);
 
 /* Device hooks: every device saves and restores its own state struct under
  * its own section id, with these signatures (instance = device slot for

@@ -469,3 +469,134 @@ Test(snapshot, failed_create_leaves_nothing)
 	free(lo);
 	free(hi);
 }
+
+/* API request bodies */
+
+static json_t *js(const char *text)
+{
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+	cr_assert_not_null(j, "bad test JSON: %s", je.text);
+	return j;
+}
+
+static void create_refused(const char *body, const char *needle)
+{
+	json_t *j = js(body);
+	struct snap_create_req r;
+	struct wisp_err e = { 0 };
+	cr_assert_lt(snap_parse_create(j, &r, &e), 0, "accepted %s", body);
+	cr_assert(strstr(e.msg, needle) != NULL, "'%s' lacks '%s'", e.msg, needle);
+	json_decref(j);
+}
+
+static void load_refused(const char *body, const char *needle)
+{
+	json_t *j = js(body);
+	struct snap_load_req r;
+	struct wisp_err e = { 0 };
+	cr_assert_lt(snap_parse_load(j, &r, &e), 0, "accepted %s", body);
+	cr_assert(strstr(e.msg, needle) != NULL, "'%s' lacks '%s'", e.msg, needle);
+	json_decref(j);
+}
+
+Test(snapreq, create)
+{
+	json_t *j = js("{\"snapshot_type\":\"Diff\",\"snapshot_path\":\"/s/state\","
+		       "\"mem_file_path\":\"/s/mem\"}");
+	struct snap_create_req r;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_parse_create(j, &r, &e), 0, "%s", e.msg);
+	cr_assert_eq(r.type, SNAP_TYPE_DIFF);
+	cr_assert_str_eq(r.snapshot_path, "/s/state");
+	cr_assert_str_eq(r.mem_file_path, "/s/mem");
+	snap_create_req_free(&r);
+	json_decref(j);
+	j = js("{\"snapshot_path\":\"a\",\"mem_file_path\":\"b\",\"version\":\"1.5.0\"}");
+	cr_assert_eq(snap_parse_create(j, &r, &e), 0, "%s", e.msg);
+	cr_assert_eq(r.type, SNAP_TYPE_FULL);
+	snap_create_req_free(&r);
+	json_decref(j);
+
+	create_refused("{\"snapshot_type\":\"Half\",\"snapshot_path\":\"a\",\"mem_file_path\":\"b\"}",
+		       "\"Full\" or \"Diff\"");
+	create_refused("{\"snapshot_path\":\"a\"}", "mem_file_path: missing");
+	create_refused("{\"snapshot_path\":\"a\",\"mem_file_path\":\"b\",\"x\":1}", "x: unknown field");
+	create_refused("{\"snapshot_path\":\"\",\"mem_file_path\":\"b\"}", "snapshot_path: must be 1");
+	create_refused("{\"snapshot_path\":5,\"mem_file_path\":\"b\"}", "must be a string");
+	create_refused("{\"snapshot_path\":\"a\",\"mem_file_path\":\"a\"}", "same file");
+	create_refused("[]", "must be a JSON object");
+}
+
+Test(snapreq, load_and_overrides)
+{
+	json_t *j = js("{\"snapshot_path\":\"/s/state\","
+		       "\"mem_backend\":{\"backend_type\":\"File\",\"backend_path\":\"/s/mem\"},"
+		       "\"track_dirty_pages\":true,\"resume_vm\":true,"
+		       "\"network_overrides\":[{\"iface_id\":\"eth0\",\"host_dev_name\":\"tap7\"}],"
+		       "\"vsock_override\":{\"uds_path\":\"/run/c7.sock\"},"
+		       "\"drive_overrides\":[{\"drive_id\":\"rootfs\",\"path_on_host\":\"/c7/root.ext4\"}]}");
+	struct snap_load_req r;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_parse_load(j, &r, &e), 0, "%s", e.msg);
+	json_decref(j);
+	cr_assert_str_eq(r.mem_path, "/s/mem");
+	cr_assert(r.track_dirty_pages && r.resume_vm && !r.clock_realtime);
+	cr_assert_eq(r.nr_nets, 1);
+	cr_assert_eq(r.nr_drives, 1);
+
+	struct vm_config cfg;
+	vmcfg_init(&cfg);
+	cfg.nr_nets = 1;
+	snprintf(cfg.nets[0].iface_id, sizeof(cfg.nets[0].iface_id), "eth0");
+	snprintf(cfg.nets[0].host_dev_name, sizeof(cfg.nets[0].host_dev_name), "tap0");
+	cfg.nr_drives = 1;
+	snprintf(cfg.drives[0].drive_id, sizeof(cfg.drives[0].drive_id), "rootfs");
+	cfg.drives[0].path_on_host = strdup("/base/root.ext4");
+	/* no vsock in this snapshot: the whole load is refused, nothing changed */
+	cr_assert_lt(snap_apply_overrides(&cfg, &r, &e), 0);
+	cr_assert(strstr(e.msg, "no vsock device") != NULL, "%s", e.msg);
+	cr_assert_str_eq(cfg.nets[0].host_dev_name, "tap0");
+	cr_assert_str_eq(cfg.drives[0].path_on_host, "/base/root.ext4");
+	cfg.vsock.present = true;
+	cfg.vsock.guest_cid = 3;
+	cfg.vsock.uds_path = strdup("/run/base.sock");
+	cr_assert_eq(snap_apply_overrides(&cfg, &r, &e), 0, "%s", e.msg);
+	cr_assert_str_eq(cfg.nets[0].host_dev_name, "tap7");
+	cr_assert_str_eq(cfg.drives[0].path_on_host, "/c7/root.ext4");
+	cr_assert_str_eq(cfg.vsock.uds_path, "/run/c7.sock");
+	cr_assert(cfg.machine.track_dirty_pages);
+	snprintf(r.nets[0].iface_id, sizeof(r.nets[0].iface_id), "eth9");
+	cr_assert_lt(snap_apply_overrides(&cfg, &r, &e), 0);
+	cr_assert(strstr(e.msg, "no network interface eth9") != NULL, "%s", e.msg);
+	vmcfg_free(&cfg);
+	snap_load_req_free(&r);
+
+	j = js("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"enable_diff_snapshots\":true}");
+	cr_assert_eq(snap_parse_load(j, &r, &e), 0, "%s", e.msg);
+	cr_assert(r.track_dirty_pages);
+	cr_assert_str_eq(r.mem_path, "m");
+	snap_load_req_free(&r);
+	json_decref(j);
+
+	load_refused("{\"snapshot_path\":\"s\"}", "exactly one of mem_backend and mem_file_path");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\","
+		     "\"mem_backend\":{\"backend_type\":\"File\",\"backend_path\":\"m\"}}",
+		     "exactly one");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_backend\":{\"backend_type\":\"Uffd\","
+		     "\"backend_path\":\"/u\"}}", "only \"File\"");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"resume_vm\":1}",
+		     "resume_vm: must be true or false");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"network_overrides\":"
+		     "[{\"iface_id\":\"a\",\"host_dev_name\":\"b\"},{\"iface_id\":\"a\",\"host_dev_name\":\"c\"}]}",
+		     "given twice");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"network_overrides\":"
+		     "[{\"iface_id\":\"a\",\"host_dev_name\":\"averyveryverylongtap\"}]}",
+		     "host_dev_name: must be 1 to 15");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"vsock_override\":{}}",
+		     "uds_path: missing");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"drive_overrides\":"
+		     "[{\"drive_id\":\"r/x\",\"path_on_host\":\"p\"}]}", "characters other than");
+	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"bogus\":true}",
+		     "bogus: unknown field");
+}
