@@ -1,0 +1,52 @@
+#!/bin/bash
+# /init of the nested lane's L2 (tests/lane/run.sh packs it into the L2
+# initramfs). Mounts the basics, loads kvm/kvm-amd and tun from the Debian
+# cloud kernel, runs tests/lane/runner.sh over the packed copies of the
+# project's binaries, guests, images and tests, and powers off. Everything
+# goes to the serial console, where run.sh parses the result lines.
+export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin
+P='@@wisp-lane@@'
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+exec </dev/null >/dev/console 2>&1
+# busybox applets fill in whatever the packed GNU tools do not provide.
+/bin/busybox --install -s 2>/dev/null
+mkdir -p /dev/pts /dev/shm /tmp /run /sys/fs/cgroup
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /run
+ip link set lo up
+hostname wisp-l2
+
+finish() {
+	sync
+	poweroff -f
+	reboot -f
+}
+
+# Settings from the host (filter, timeouts).
+[ -f /lane/env ] && . /lane/env
+
+for m in /lane/modules/*.ko; do
+	# Packed in load order: irqbypass, kvm, kvm-amd, then tun and its deps.
+	if ! out=$(insmod "$m" 2>&1); then
+		echo "$P setup-fail insmod $(basename "$m"): $out"
+		finish
+	fi
+done
+for i in $(seq 1 50); do [ -c /dev/kvm ] && break; sleep 0.1; done
+if [ ! -c /dev/kvm ]; then
+	echo "$P setup-fail /dev/kvm did not appear after loading kvm-amd"
+	dmesg | tail -n 20 | sed "s/^/$P setup-log | /"
+	finish
+fi
+if ! grep -q . /sys/module/kvm_amd/parameters/npt 2>/dev/null; then
+	echo "$P setup-fail kvm_amd is not loaded"
+	finish
+fi
+echo "$P setup-ok kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt) nproc=$(nproc) mem_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
+
+/lane/tests/lane/runner.sh /lane/tests /lane/bin /lane/guests /lane/images /tmp/lane
+finish

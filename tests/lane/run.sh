@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# The KVM lane: runs every tests/lane/cases/*.sh (the lane case contract is in
+# tests/lane/README.md) where /dev/kvm is real.
+#
+#   tests/lane/run.sh [PATTERN...]      run all cases, or those matching
+#
+# - On a host with hardware KVM (kvm_intel or kvm_amd loaded, /dev/kvm
+#   usable) the cases run here, as root, directly.
+# - Otherwise (PVM or no KVM at all) it starts the nested lane: QEMU (TCG
+#   with emulated SVM) boots a Debian cloud kernel (L2) with an initramfs
+#   holding busybox, a few tools, the project's binaries, guests, images and
+#   tests; the L2 loads kvm-amd and runs the cases; results come back over
+#   the serial console.
+#
+# Environment:
+#   WISP_LANE_FILTER         case names to run (patterns, as the arguments)
+#   WISP_LANE_MODE           direct | nested (default: detect)
+#   WISP_LANE_CASE_TIMEOUT   default per-case timeout in seconds (300)
+#   WISP_LANE_TOTAL_TIMEOUT  overall limit for the nested L2 (default: sum of
+#                            the selected cases' timeouts + 300)
+#   WISP_LANE_VERBOSE=1      show every case's output, not only failures'
+#   WISP_LANE_NO_BUILD=1     do not run make / the image builders first
+#   WISP_LANE_EXTRA_BINS     more host programs to pack into the L2
+#   WISP_CACHE               cache dir (default /var/cache/wisp): kernels
+# Output: RUN/PASS/FAIL/SKIPPED per case (failures with their output and the
+# logs they left), then `lane: N passed, N failed, N skipped`. Exit status 0
+# only if no case failed and the lane itself (QEMU, L2 setup) worked.
+# Artifacts: tests/lane/out/ (serial log of the L2, failed cases' scratch dirs).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+outdir=$here/out
+P='@@wisp-lane@@'
+[ $# -gt 0 ] && export WISP_LANE_FILTER="$*"
+export WISP_LANE_FILTER=${WISP_LANE_FILTER:-}
+mkdir -p "$outdir"
+
+die() { echo "lane: $*"; echo "lane: 0 passed, 1 failed, 0 skipped"; exit 1; }
+
+# ---- build what the cases use ------------------------------------------------
+if [ "${WISP_LANE_NO_BUILD:-0}" != 1 ]; then
+	make -s -C "$repo" -j2 all >"$outdir/build.log" 2>&1 || { tail -n 40 "$outdir/build.log"; die "make failed"; }
+	"$repo/images/build-kernel.sh" || die "guest kernel build failed"
+	"$repo/images/build-rootfs.sh" || die "guest rootfs build failed"
+fi
+
+# ---- which cases, and how long they may take -------------------------------------
+selected() {
+	local name=$1 pat
+	[ -z "$WISP_LANE_FILTER" ] && return 0
+	for pat in ${WISP_LANE_FILTER//,/ }; do
+		# shellcheck disable=SC2053
+		[[ $name == $pat || $name == *$pat* ]] && return 0
+	done
+	return 1
+}
+ncases=0 budget=0
+for c in "$here"/cases/*.sh; do
+	[ -e "$c" ] || continue
+	selected "$(basename "$c" .sh)" || continue
+	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
+	ncases=$((ncases + 1)); budget=$((budget + ${t:-${WISP_LANE_CASE_TIMEOUT:-300}}))
+done
+total_timeout=${WISP_LANE_TOTAL_TIMEOUT:-$((budget + 300))}
+
+# ---- hardware KVM or the nested lane ---------------------------------------------
+hw_kvm() {
+	[ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ] || return 1
+	[ -c /dev/kvm ] || return 1
+	{ exec 3<>/dev/kvm; } 2>/dev/null || return 1
+	exec 3>&-
+}
+mode=${WISP_LANE_MODE:-}
+if [ -z "$mode" ]; then
+	if hw_kvm; then mode=direct; else mode=nested; fi
+fi
+export WISP_LANE_MODE=$mode
+if [ "$(id -u)" -ne 0 ]; then
+	die "the lane needs root (it loads modules in the L2 or runs VMMs with taps here)"
+fi
+
+# ---- parse the runner's protocol from stdin -----------------------------------------
+# Prints RUN/PASS/FAIL/SKIPPED as results arrive and leaves the counts in
+# $outdir/summary ("PASSED FAILED SKIPPED DONE SETUP_FAILED").
+report() {
+	local line rest kind name status rc secs pass=0 fail=0 skip=0 done=0 setupfail=0 ready=0
+	local outbuf=$outdir/.case-output
+	: > "$outbuf"
+	while IFS= read -r line || [ -n "$line" ]; do
+		line=${line//$'\r'/}
+		[[ $line == *"$P "* ]] || continue
+		rest=${line#*"$P "}
+		kind=${rest%% *}; rest=${rest#"$kind"}; rest=${rest# }
+		case $kind in
+		setup-ok) echo "lane: L2 ready ($rest)"; ready=1 ;;
+		setup-fail) echo "lane: L2 setup failed: $rest"; setupfail=1 ;;
+		setup-log) echo "    $rest" ;;
+		start) read -r name secs <<<"$rest"; : > "$outbuf"; echo "RUN      $name (timeout ${secs}s)" ;;
+		out) printf '%s\n' "${rest#* | }" >> "$outbuf" ;;
+		result)
+			read -r name status rc secs <<<"$rest"
+			case $status in
+			pass) echo "PASS     $name (${secs}s)"; pass=$((pass + 1)); sed 's/^/    /' "$outbuf" ;;
+			skip) echo "SKIPPED  $name: $(sed -n '1s/^SKIPPED:* *//p' "$outbuf")"; skip=$((skip + 1)) ;;
+			*) echo "FAIL     $name (exit $rc, ${secs}s); its output:"; fail=$((fail + 1)); sed 's/^/    | /' "$outbuf" ;;
+			esac
+			: > "$outbuf" ;;
+		done) done=1 ;;
+		esac
+	done
+	echo "$pass $fail $skip $done $setupfail $ready" > "$outdir/summary"
+}
+
+finish() {
+	local pass fail skip done setupfail extra=$1
+	read -r pass fail skip done setupfail _ < "$outdir/summary"
+	if [ "$done" != 1 ] || [ "$setupfail" = 1 ]; then
+		extra=1
+	fi
+	echo "lane: $pass passed, $fail failed, $skip skipped"
+	[ "$fail" -eq 0 ] && [ "$extra" -eq 0 ]
+}
+
+# copy_tests DEST: the repo's tests/ without the lane's own outputs.
+copy_tests() {
+	mkdir -p "$1"
+	tar -C "$repo/tests" --exclude=./lane/out -cf - . | tar -C "$1" -xf -
+}
+
+echo "lane: mode $mode, $ncases case(s)${WISP_LANE_FILTER:+ matching '$WISP_LANE_FILTER'}"
+if [ "$mode" = direct ]; then
+	scratch=$(mktemp -d /dev/shm/wisp-lane.XXXXXX 2>/dev/null || mktemp -d)
+	trap 'rm -rf "$scratch"' EXIT
+	mkdir -p "$scratch/repo"
+	copy_tests "$scratch/repo/tests"
+	[ -d "$repo/bench" ] && cp -a "$repo/bench" "$scratch/repo/bench"
+	mkdir -p "$repo/build/guests"
+	timeout -k 10 "$total_timeout" "$here/runner.sh" "$scratch/repo/tests" "$repo/build/bin" \
+		"$repo/build/guests" "$repo/images/out" "$scratch/tmp" 2>&1 | tee "$outdir/direct.log" | report
+	rc=${PIPESTATUS[0]}
+	# Keep failed cases' scratch dirs for inspection.
+	for d in "$scratch"/tmp/*/; do [ -d "$d" ] && rm -rf "$outdir/$(basename "$d")" && cp -a "$d" "$outdir/"; done
+	[ "$rc" -eq 124 ] && echo "lane: the cases ran past the overall limit of ${total_timeout}s"
+	finish "$([ "$rc" -eq 0 ] && echo 0 || echo 1)"
+	exit $?
+fi
+
+# ---- nested: build the L2 initramfs ------------------------------------------------
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (scripts/deps.sh)"
+kdir=$("$here/l2-kernel.sh") || die "no L2 kernel (apt-get download of the Debian cloud kernel failed)"
+vmlinuz=$(ls "$kdir"/boot/vmlinuz-* 2>/dev/null | head -n1)
+[ -n "$vmlinuz" ] || die "no vmlinuz in $kdir"
+kver=${vmlinuz##*/vmlinuz-}
+mods=$kdir/lib/modules/$kver/kernel
+
+root=$outdir/l2root
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,dev,proc,sys,tmp,run,root,lane/modules}
+
+# Host programs (with their shared libraries, found by ldd) the cases may use.
+bins=(bash curl socat ip timeout sha256sum date stat mktemp truncate dd sort env sleep
+      grep sed cmp mke2fs e2fsck debugfs dumpe2fs tune2fs resize2fs ${WISP_LANE_EXTRA_BINS:-})
+libs=()
+for b in "${bins[@]}"; do
+	p=$(command -v "$b") || die "host program $b missing (scripts/deps.sh)"
+	cp -L "$p" "$root/usr/bin/$b"
+	while read -r lib; do libs+=("$lib"); done < <(ldd "$p" 2>/dev/null | grep -o '/[^ ]*')
+done
+for lib in $(printf '%s\n' "${libs[@]}" | sort -u); do
+	mkdir -p "$root$(dirname "$lib")"
+	cp -L "$lib" "$root$lib"
+done
+ldconfig -r "$root" 2>/dev/null || true
+ln -s /usr/bin/bash "$root/bin/bash"
+for e in ext2 ext3 ext4; do ln -s mke2fs "$root/usr/bin/mkfs.$e"; ln -s e2fsck "$root/usr/bin/fsck.$e"; done
+cp /bin/busybox "$root/bin/busybox"
+ln -s busybox "$root/bin/sh"
+[ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$root/etc/"
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$root/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
+printf '127.0.0.1 localhost\n' > "$root/etc/hosts"
+
+# Kernel modules, named in load order.
+n=0
+for m in virt/lib/irqbypass kvm/kvm kvm/kvm-amd drivers/net/tun; do
+	case $m in kvm/*) m=arch/x86/$m ;; esac
+	n=$((n + 1))
+	if [ -f "$mods/$m.ko" ]; then cp "$mods/$m.ko" "$root/lane/modules/$n-$(basename "$m").ko"
+	elif [ -f "$mods/$m.ko.xz" ]; then xz -dc "$mods/$m.ko.xz" > "$root/lane/modules/$n-$(basename "$m").ko"
+	else die "module $m missing from $kdir"; fi
+done
+
+# The project: binaries, tiny guests, images, tests, benchmarks.
+mkdir -p "$root/lane/bin" "$root/lane/guests" "$root/lane/images"
+[ -d "$repo/build/bin" ] && cp -a "$repo/build/bin/." "$root/lane/bin/"
+[ -d "$repo/build/guests" ] && cp -a "$repo/build/guests/." "$root/lane/guests/"
+for f in vmlinux bzImage rootfs.ext4 initramfs.cpio.gz; do
+	[ -f "$repo/images/out/$f" ] && cp "$repo/images/out/$f" "$root/lane/images/"
+done
+copy_tests "$root/lane/tests"
+[ -d "$repo/bench" ] && cp -a "$repo/bench" "$root/lane/bench"
+install -m 0755 "$here/l2-init.sh" "$root/init"
+{
+	printf 'export WISP_LANE_FILTER=%q\n' "$WISP_LANE_FILTER"
+	[ -n "${WISP_LANE_CASE_TIMEOUT:-}" ] && printf 'export WISP_LANE_CASE_TIMEOUT=%q\n' "$WISP_LANE_CASE_TIMEOUT"
+	[ -n "${WISP_LANE_VERBOSE:-}" ] && printf 'export WISP_LANE_VERBOSE=%q\n' "$WISP_LANE_VERBOSE"
+	echo 'export WISP_LANE_MODE=nested'
+} > "$root/lane/env"
+( cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 ) > "$outdir/l2-initramfs.cpio" ||
+	die "packing the L2 initramfs failed"
+echo "lane: L2 kernel $kver, initramfs $(( $(stat -c %s "$outdir/l2-initramfs.cpio") / 1048576 )) MiB; overall limit ${total_timeout}s"
+
+# ---- nested: boot it ----------------------------------------------------------------
+# HOST.md: TCG with emulated SVM and nested paging; -smp 2 (one vCPU stalls).
+# no_timer_check: under TCG on a busy host the IO-APIC timer check can
+# misfire and panic the L2 ("IO-APIC + timer doesn't work").
+log=$outdir/l2-serial.log
+for attempt in 1 2; do
+	t0=$(date +%s)
+	timeout -k 10 "$total_timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt \
+		-smp 2 -m 4G -nographic -no-reboot -nic none \
+		-kernel "$vmlinuz" -initrd "$outdir/l2-initramfs.cpio" \
+		-append "console=ttyS0 rdinit=/init quiet loglevel=3 panic=-1 no_timer_check" \
+		</dev/null 2>&1 | tee "$log" | report
+	rc=${PIPESTATUS[0]}
+	echo "lane: L2 ran $(( $(date +%s) - t0 ))s, serial log in ${log#"$repo/"}"
+	read -r _ _ _ _ _ ready < "$outdir/summary"
+	# An L2 that died before running anything (TCG timing trouble on a loaded
+	# host) gets one more try; anything later is a result.
+	if [ "$ready" = 1 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$attempt" -eq 2 ]; then break; fi
+	echo "lane: the L2 did not come up (QEMU status $rc); its console said:"
+	grep -v 'TCG doesn.t support' "$log" | tail -n 15 | tr -d '\r' | sed 's/^/    /'
+	echo "lane: retrying the L2 boot once"
+	cp "$log" "$outdir/l2-serial.attempt1.log"
+done
+bad=0
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+	echo "lane: the L2 ran past the overall limit of ${total_timeout}s and was killed"; bad=1
+elif [ "$rc" -ne 0 ]; then
+	echo "lane: QEMU exited with status $rc"; bad=1
+fi
+read -r _ _ _ done _ < "$outdir/summary"
+if [ "$done" != 1 ]; then
+	echo "lane: the L2 stopped before all cases ran; last lines of its console:"
+	grep -v "TCG doesn.t support" "$log" | tail -n 40 | tr -d "\r" | sed "s/^/    /"
+	bad=1
+fi
+finish "$bad"

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Run the lane cases on this machine (which must have a working /dev/kvm) and
+# print machine-readable result lines. tests/lane/run.sh starts it directly on
+# a hardware-KVM host, or as part of the nested L2's /init; it parses the lines
+# below in both cases (over the L2's serial console in the nested lane).
+#
+#   runner.sh TESTS_DIR BIN_DIR GUESTS_DIR IMAGES_DIR TMP_ROOT
+#
+# Environment: WISP_LANE_FILTER (names to run: space- or comma-separated
+# shell patterns, matched against the case name without .sh; a plain word
+# matches as a substring), WISP_LANE_CASE_TIMEOUT (default timeout per case,
+# seconds; a case can set its own with a `# lane-timeout: N` line),
+# WISP_LANE_VERBOSE=1 (send every case's output, not only failures').
+#
+# Protocol (one per line, prefix "@@wisp-lane@@ "):
+#   start NAME TIMEOUT
+#   out NAME | TEXT           the case's output (failed/skipped cases, figures)
+#   result NAME pass|fail|skip RC SECONDS
+#   done PASSED FAILED SKIPPED
+set -uo pipefail
+[ $# -eq 5 ] || { echo "usage: $0 TESTS BIN GUESTS IMAGES TMP_ROOT" >&2; exit 2; }
+tests=$1 bin=$2 guests=$3 images=$4 tmproot=$5
+P='@@wisp-lane@@'
+default_timeout=${WISP_LANE_CASE_TIMEOUT:-300}
+filter=${WISP_LANE_FILTER:-}
+verbose=${WISP_LANE_VERBOSE:-0}
+
+selected() {
+	local name=$1 pat
+	[ -z "$filter" ] && return 0
+	for pat in ${filter//,/ }; do
+		# shellcheck disable=SC2053
+		[[ $name == $pat || $name == *$pat* ]] && return 0
+	done
+	return 1
+}
+
+# emit NAME FILE [GREP]: the file's lines as "out" lines (printable ASCII only,
+# so a case's binary output cannot garble the console protocol).
+emit() {
+	local name=$1 file=$2 line
+	[ -s "$file" ] || return 0
+	tr -cd '\11\12\40-\176' < "$file" | while IFS= read -r line || [ -n "$line" ]; do
+		printf '%s out %s | %s\n' "$P" "$name" "$line"
+	done
+}
+
+passed=0 failed=0 skipped=0
+mkdir -p "$tmproot"
+shopt -s nullglob
+for c in "$tests"/lane/cases/*.sh; do
+	name=$(basename "$c" .sh)
+	selected "$name" || continue
+	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
+	t=${t:-$default_timeout}
+	scratch=$tmproot/$name
+	rm -rf "$scratch"; mkdir -p "$scratch"
+	outf=$tmproot/$name.output
+	printf '%s start %s %s\n' "$P" "$name" "$t"
+	t0=$(date +%s)
+	# GNU timeout makes the case a process group and signals all of it; what
+	# a case leaves running after it returns is killed below.
+	( cd "$tests" && WISP_BIN=$bin WISP_GUESTS=$guests WISP_IMAGES=$images WISP_TMP=$scratch \
+		exec timeout -k 10 "$t" bash "$c" ) </dev/null >"$outf" 2>&1 &
+	tpid=$!
+	wait "$tpid"; rc=$?
+	kill -KILL -- "-$tpid" 2>/dev/null
+	secs=$(( $(date +%s) - t0 ))
+	case $rc in
+	0) status=pass; passed=$((passed + 1)) ;;
+	77) status=skip; skipped=$((skipped + 1)) ;;
+	*) status=fail; failed=$((failed + 1))
+	   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo "lane: case timed out after ${t}s (rc $rc)" >> "$outf"
+	   fi ;;
+	esac
+	if [ "$status" = fail ]; then
+		emit "$name" "$outf"
+		# Logs the case left in its scratch dir (VMM output, guest serial).
+		for log in "$scratch"/*.log; do
+			[ -f "$log" ] || continue
+			printf '%s out %s | ----- %s (last 80 lines) -----\n' "$P" "$name" "$(basename "$log")"
+			tail -n 80 "$log" > "$tmproot/.tail"; emit "$name" "$tmproot/.tail"
+		done
+	elif [ "$status" = skip ]; then
+		grep -m1 '^SKIPPED' "$outf" > "$tmproot/.tail" || echo "SKIPPED: (no reason given)" > "$tmproot/.tail"
+		emit "$name" "$tmproot/.tail"
+	elif [ "$verbose" = 1 ]; then
+		emit "$name" "$outf"
+	else
+		grep '^lane-figure:' "$outf" > "$tmproot/.tail"; emit "$name" "$tmproot/.tail"
+	fi
+	printf '%s result %s %s %s %s\n' "$P" "$name" "$status" "$rc" "$secs"
+	[ "$status" = fail ] || rm -rf "$scratch"
+done
+printf '%s done %s %s %s\n' "$P" "$passed" "$failed" "$skipped"
