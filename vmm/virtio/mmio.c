@@ -4,6 +4,7 @@
  * queue's kick eventfd. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -450,4 +451,13 @@ void virtio_mmio_destroy(struct virtio_mmio_dev *d)
 		close(d->irq_fd);
 	d->irq_fd = -1;
 	pthread_mutex_destroy(&d->lock);
+}
+
+void virtio_device_free(struct virtio_mmio_dev *d)
+{
+	if (!d)
+		return;
+	void *container = d->priv; /* every device embeds its transport */
+	virtio_mmio_destroy(d);
+	free(container);
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "vmm/config.h"
 #include "vmm/mem.h"
 
 struct vm;
@@ -217,12 +218,18 @@ struct virtio_mmio_dev {
 	struct virtq queues[VIRTIO_MAX_QUEUES];
 	int kick_fd[VIRTIO_MAX_QUEUES];  /* eventfds: QueueNotify */
 	int irq_fd;                      /* eventfd: the irqfd */
+	struct virtio_kick {             /* event loop context of each kick fd */
+		struct virtio_mmio_dev *d;
+		int qi;
+	} kick[VIRTIO_MAX_QUEUES];
 };
 
 /* Create the transport for a device; priv belongs to the device. */
 int virtio_mmio_init(struct virtio_mmio_dev *d, const struct virtio_dev_ops *ops, void *priv,
 		     const struct gmem *mem, uint64_t features, struct wisp_err *err);
 void virtio_mmio_destroy(struct virtio_mmio_dev *d);
+/* Destroy a device made by one of the *_create functions and free it. */
+void virtio_device_free(struct virtio_mmio_dev *d);
 /* Register accesses (vCPU threads): the bus_ops of the window. */
 void virtio_mmio_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len);
 void virtio_mmio_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t len);
@@ -239,14 +246,34 @@ void virtio_mmio_config_changed(struct virtio_mmio_dev *d);
 /* Pop with violation handling: a protocol error fails the device. */
 int virtio_mmio_pop(struct virtio_mmio_dev *d, int qi, struct virtq_chain *c);
 
+/* ---- the devices ---- */
+
+/* Each creates a device (transport and backend) on guest memory mem; loop
+ * is the VMM thread's event loop for backend fds (NULL: none, unit tests). */
+int virtio_blk_create(const struct gmem *mem, struct evloop *loop, const struct vmcfg_drive *cfg,
+		      struct virtio_mmio_dev **out, struct wisp_err *err);
+/* Serve what waited for the rate limiter (its timer fired). */
+void virtio_blk_rl_timer(struct virtio_mmio_dev *d);
+int virtio_net_create(const struct gmem *mem, struct evloop *loop, const struct vmcfg_net *cfg,
+		      struct virtio_mmio_dev **out, struct wisp_err *err);
+int virtio_vsock_create(const struct gmem *mem, struct evloop *loop,
+			const struct vmcfg_vsock *cfg, struct virtio_mmio_dev **out,
+			struct wisp_err *err);
+/* Drop every connection and send VIRTIO_VSOCK_EVENT_TRANSPORT_RESET. */
+void virtio_vsock_reset(struct virtio_mmio_dev *d);
+
 /* ---- wiring into the VM ---- */
 
-/* Create every device vm->cfg asks for (drives, network-interfaces, vsock),
- * each with its MMIO window, ioeventfds and irqfd, into vm->virtio[]. */
+/* Create every device vm->cfg asks for (the root drive first, so it is
+ * /dev/vda; other drives, network-interfaces, vsock), each with its MMIO
+ * window from vm_alloc_mmio_slot (the boot code announces the windows with
+ * virtio_mmio.device=), ioeventfds, irqfd and event loop handlers, into
+ * vm->virtio[]. Call from vm_build, after the event loop is initialized and
+ * before the command line is written. */
 int virtio_devices_create(struct vm *vm, struct wisp_err *err);
-/* The kernel command line arguments for them: "virtio_mmio.device=4K@0x..:N"
- * for each, and "root=/dev/vdX ro|rw" for the root drive. Appends to buf
- * (NUL-terminated, size bytes); -ENOSPC when it does not fit. */
+/* The root drive's kernel arguments: " root=/dev/vda ro|rw" (or
+ * root=PARTUUID=<partuuid>), nothing without a root drive. Appends to the
+ * NUL-terminated buf of size bytes; -ENOSPC when it does not fit. */
 int virtio_cmdline_append(const struct vm *vm, char *buf, size_t size, struct wisp_err *err);
 void virtio_devices_destroy(struct vm *vm);
 /* After a snapshot restore: the vsock device resets every connection and
