@@ -162,6 +162,7 @@ void api_server_stop(struct api_server *srv);
 struct api_route_info {
 	const char *method;
 	const char *path;
+	unsigned states;        /* bit (1 << enum vm_state) per state it is legal in */
 };
 const struct api_route_info *api_route(size_t i);
 

@@ -96,6 +96,8 @@ const char *api_action_name(enum api_action_kind kind)
 	return action_names[kind];
 }
 
+static const unsigned state_table[API_ACTION_COUNT];
+
 const struct api_route_info *api_route(size_t i)
 {
 	static struct api_route_info info;
@@ -103,6 +105,19 @@ const struct api_route_info *api_route(size_t i)
 		return NULL;
 	info.method = routes[i].method_name;
 	info.path = routes[i].pattern;
+	/* Routes whose body picks the action are legal where any of them is. */
+	switch (routes[i].body) {
+	case BODY_ACTIONS:
+		info.states = state_table[API_INSTANCE_START] |
+			      state_table[API_SEND_CTRL_ALT_DEL] | state_table[API_FLUSH_METRICS];
+		break;
+	case BODY_VM_STATE:
+		info.states = state_table[API_PAUSE] | state_table[API_RESUME];
+		break;
+	default:
+		info.states = state_table[routes[i].kind];
+		break;
+	}
 	return &info;
 }
 
