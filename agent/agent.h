@@ -109,6 +109,7 @@ void job_resume_conn(struct agent *a, struct conn *c);
 void job_check_timeouts(struct agent *a, uint64_t now);
 int64_t job_next_deadline_ms(struct agent *a, uint64_t now);
 void job_kill_all(struct agent *a);
+void job_free_all(struct agent *a);
 struct job *job_find(struct agent *a, struct conn *c, uint32_t id);
 
 #endif

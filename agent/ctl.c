@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,11 +35,12 @@ static void usage(FILE *f)
 "                                 ours; exit status: its exit code, 128+signal when\n"
 "                                 killed, 125 when the agent or the tool failed\n"
 "  exec [RUN OPTIONS] PATH [ARG...]  the same, streamed as it is produced\n"
-"  restored [--entropy-bytes N] [--realtime-ns NS]\n"
+"  restored [--entropy-bytes N] [--realtime-ns NS | --no-clock]\n"
 "                                 send RESTORED (default 64 fresh bytes, host clock)\n"
 "  shutdown                       ask the agent to stop (as init: power off)\n"
-"  raw                            send our stdin as-is; print each frame received\n"
-"                                 until the agent closes the connection\n"
+"  raw [--frames N]               send our stdin as-is; print the next N frames, or\n"
+"                                 (no N) half-close and print frames until the\n"
+"                                 agent closes the connection\n"
 "run options:\n"
 "  --stdin FILE      handler stdin ('-' for ours)\n"
 "  --env NAME=VALUE  (repeatable)\n"
@@ -276,8 +278,10 @@ static int cmd_restored(struct agentc *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "entropy-bytes", required_argument, NULL, 'e' },
-		{ "realtime-ns", required_argument, NULL, 't' }, { NULL, 0, NULL, 0 },
+		{ "realtime-ns", required_argument, NULL, 't' },
+		{ "no-clock", no_argument, NULL, 'c' }, { NULL, 0, NULL, 0 },
 	};
+	int send_clock = 1;
 	long nbytes = 64;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -289,6 +293,8 @@ static int cmd_restored(struct agentc *c, int argc, char **argv)
 			nbytes = strtol(optarg, NULL, 10);
 		else if (o == 't')
 			rt = strtoull(optarg, NULL, 10);
+		else if (o == 'c')
+			send_clock = 0;
 		else
 			return TOOL_ERR;
 	}
@@ -301,7 +307,7 @@ static int cmd_restored(struct agentc *c, int argc, char **argv)
 		return TOOL_ERR;
 	struct agentc_ack ack;
 	struct wisp_err err = { 0 };
-	if (agentc_restored(c, ent, (size_t)nbytes, rt, &ack, &err) < 0) {
+	if (agentc_restored(c, ent, (size_t)nbytes, send_clock, rt, &ack, &err) < 0) {
 		fprintf(stderr, "wisp-agent-ctl: %s\n", err.msg);
 		return TOOL_ERR;
 	}
@@ -325,8 +331,19 @@ static void print_frame(const struct wproto_msg *m)
 	printf("\n");
 }
 
-static int cmd_raw(struct agentc *c)
+static int cmd_raw(struct agentc *c, int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "frames", required_argument, NULL, 'n' }, { NULL, 0, NULL, 0 },
+	};
+	long frames = -1;
+	int o;
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		if (o != 'n')
+			return TOOL_ERR;
+		frames = strtol(optarg, NULL, 10);
+	}
 	uint8_t *in = NULL;
 	size_t len = 0;
 	if (read_stream(0, &in, &len) < 0)
@@ -337,7 +354,11 @@ static int cmd_raw(struct agentc *c)
 		fprintf(stderr, "wisp-agent-ctl: send: %s\n", strerror(-r));
 		return TOOL_ERR;
 	}
-	for (;;) {
+	/* Without --frames: half-close (the agent then ends this client's
+	 * handlers) and print until the agent closes. */
+	if (frames < 0)
+		shutdown(c->fd, SHUT_WR);
+	for (long i = 0; frames < 0 || i < frames; i++) {
 		struct wproto_msg m;
 		uint8_t *body = NULL;
 		struct wisp_err err = { 0 };
@@ -350,6 +371,7 @@ static int cmd_raw(struct agentc *c)
 		wproto_msg_free(&m);
 		free(body);
 	}
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -413,7 +435,7 @@ int main(int argc, char **argv)
 		if (st)
 			fprintf(stderr, "wisp-agent-ctl: %s\n", err.msg);
 	} else if (!strcmp(cmd, "raw")) {
-		st = cmd_raw(c);
+		st = cmd_raw(c, sub_argc, sub_argv);
 	} else {
 		fprintf(stderr, "wisp-agent-ctl: unknown command \"%s\"\n", cmd);
 		usage(stderr);

@@ -433,3 +433,9 @@ void job_kill_all(struct agent *a)
 	for (struct job *j = a->jobs; j; j = j->next)
 		kill_group(j);
 }
+
+void job_free_all(struct agent *a)
+{
+	while (a->jobs)
+		job_free(a, a->jobs);
+}

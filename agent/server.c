@@ -275,8 +275,16 @@ static int conn_read(struct agent *a, struct conn *c)
 			return -1;
 		}
 		if (n == 0) {
-			conn_close(a, c);
-			return -1;
+			/* The client is gone (or half-closed): its handlers are
+			 * killed, replies already queued still go out. */
+			job_detach_conn(a, c);
+			if (c->out.len == c->out_off) {
+				conn_close(a, c);
+				return -1;
+			}
+			c->closing = 1;
+			conn_update_events(c);
+			return 0;
 		}
 		if (c->hdr_got < WPROTO_HDR_SIZE) {
 			c->hdr_got += (size_t)n;
@@ -457,5 +465,26 @@ int server_run(struct agent *a)
 	}
 	flush_all(a);
 	job_kill_all(a);
+	while (a->conns)
+		conn_close(a, a->conns);
+	/* Reap the killed handlers (bounded: a process in uninterruptible
+	 * sleep must not hold the stop up forever). */
+	uint64_t end = wisp_now_ns() + 2000000000ull;
+	while (a->jobs && wisp_now_ns() < end) {
+		int status;
+		struct rusage ru;
+		pid_t pid = wait4(-1, &status, WNOHANG, &ru);
+		if (pid > 0)
+			job_reaped(a, pid, status, &ru);
+		else if (pid < 0 && errno == ECHILD)
+			break;
+		else
+			usleep(5000);
+	}
+	job_free_all(a);
+	if (a->lfd >= 0)
+		close(a->lfd);
+	close(a->sigfd);
+	close(a->epfd);
 	return 0;
 }

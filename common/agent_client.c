@@ -367,11 +367,12 @@ int agentc_exec(struct agentc *c, const struct agentc_run *run, agentc_output_fn
 	}
 }
 
-int agentc_restored(struct agentc *c, const void *entropy, size_t len,
+int agentc_restored(struct agentc *c, const void *entropy, size_t len, int set_clock,
 		    uint64_t realtime_ns, struct agentc_ack *ack, struct wisp_err *err)
 {
 	struct wproto_msg m = { .type = WPROTO_RESTORED, .realtime_ns = realtime_ns };
-	WPROTO_SET(&m, WPROTO_T_REALTIME_NS);
+	if (set_clock)
+		WPROTO_SET(&m, WPROTO_T_REALTIME_NS);
 	if (len) {
 		m.entropy = (struct wproto_bytes){ entropy, (uint32_t)len };
 		WPROTO_SET(&m, WPROTO_T_ENTROPY);

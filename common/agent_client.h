@@ -72,7 +72,8 @@ int agentc_invoke(struct agentc *c, const struct agentc_run *run,
 typedef int (*agentc_output_fn)(void *ctx, uint32_t stream, const uint8_t *data, size_t len);
 int agentc_exec(struct agentc *c, const struct agentc_run *run, agentc_output_fn fn,
 		void *ctx, struct agentc_result *res, struct wisp_err *err);
-int agentc_restored(struct agentc *c, const void *entropy, size_t len,
+/* RESTORED: entropy (len 0: none) and, when set_clock, the wall clock. */
+int agentc_restored(struct agentc *c, const void *entropy, size_t len, int set_clock,
 		    uint64_t realtime_ns, struct agentc_ack *ack, struct wisp_err *err);
 int agentc_shutdown(struct agentc *c, struct wisp_err *err);
 
