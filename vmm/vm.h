@@ -19,6 +19,7 @@ struct vcpu;
 struct virtio_mmio_dev;
 struct serial;
 struct i8042;
+struct boot_timer;
 
 enum vm_state {
 	VM_NOT_STARTED = 0,
@@ -48,6 +49,7 @@ struct vm {
 	struct evloop loop;             /* the VMM thread's loop */
 	struct vcpu *vcpus;
 	int nr_vcpus;
+	int vcpus_created;              /* vcpus[0..vcpus_created) need destroying */
 	_Atomic int state;              /* enum vm_state */
 	struct serial *serial;
 	struct i8042 *i8042;
@@ -58,7 +60,19 @@ struct vm {
 	bool boot_timer;                /* --boot-timer: log the guest's boot time */
 	uint64_t exec_ns;               /* wisp_now_ns() when main started */
 	uint64_t start_ns;              /* wisp_now_ns() at vm_start */
+	struct boot_timer *timer;
+	int serial_out_fd;              /* guest console (default 1) */
+	int serial_in_fd;               /* host input for the console; -1: none */
+	bool config_error;              /* vm_build failed on its inputs (kernel, initrd, sizes) */
 };
+
+/* The command line used when boot-source gives no boot_args. */
+#define WISP_DEFAULT_BOOT_ARGS \
+	"console=ttyS0 reboot=k panic=1 pci=off nomodule 8250.nr_uarts=1 " \
+	"i8042.noaux i8042.nomux i8042.dumbkbd"
+
+/* Zero the struct and set the fields vm_build reads besides cfg. */
+void vm_init(struct vm *vm);
 
 /* Create the KVM VM (irqchip, PIT, memory, legacy devices, virtio devices,
  * kernel load, boot state) from vm->cfg; no vCPU runs yet. */
@@ -69,6 +83,8 @@ int vm_start(struct vm *vm, struct wisp_err *err);
  * returns when all have stopped. Resume continues exactly there. */
 int vm_pause(struct vm *vm, struct wisp_err *err);
 int vm_resume(struct vm *vm, struct wisp_err *err);
+/* Inject Ctrl+Alt+Del through the i8042 (SendCtrlAltDel). */
+int vm_send_ctrl_alt_del(struct vm *vm, struct wisp_err *err);
 /* Ask the VMM to end with this exit code (any thread). */
 void vm_request_exit(struct vm *vm, int exit_code);
 void vm_destroy(struct vm *vm);

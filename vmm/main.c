@@ -1,0 +1,235 @@
+/* wisp-vmm: one microVM per process. Read top to bottom: parse flags, load
+ * the configuration, build the VM, start it, run the event loop until the
+ * guest or a signal ends it, exit with the code that says why. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "vmm/config.h"
+#include "vmm/evloop.h"
+#include "vmm/vm.h"
+
+#define WISP_VMM_VERSION_STRING "wisp-vmm 0.1.0"
+
+struct opts {
+	const char *config_file;
+	const char *api_sock;
+	const char *id;
+	const char *log_path;
+	const char *level;
+	const char *metrics_path;
+	bool no_api, boot_timer, no_seccomp;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: wisp-vmm [options]\n"
+		"  --config-file PATH   boot from a Firecracker-format JSON configuration\n"
+		"  --no-api             do not serve the API (needs --config-file)\n"
+		"  --api-sock PATH      the API's Unix socket\n"
+		"  --id ID              the microVM's id in log lines (1-64 of [A-Za-z0-9-])\n"
+		"  --log-path PATH      append log lines to PATH instead of stderr\n"
+		"  --level LEVEL        Error, Warning, Info, Debug, Trace or Off\n"
+		"  --metrics-path PATH  write metrics as JSON lines to PATH\n"
+		"  --boot-timer         log the guest's boot time when it writes the boot timer\n"
+		"  --no-seccomp         do not install seccomp filters\n"
+		"  --help, --version\n");
+}
+
+static bool id_valid(const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* Returns -1 to go on, or the exit code. */
+static int parse_flags(int argc, char **argv, struct opts *o)
+{
+	enum { O_CONFIG = 256, O_NO_API, O_API_SOCK, O_ID, O_LOG_PATH, O_LEVEL, O_METRICS,
+	       O_BOOT_TIMER, O_NO_SECCOMP, O_HELP, O_VERSION };
+	static const struct option longopts[] = {
+		{ "config-file", required_argument, NULL, O_CONFIG },
+		{ "no-api", no_argument, NULL, O_NO_API },
+		{ "api-sock", required_argument, NULL, O_API_SOCK },
+		{ "id", required_argument, NULL, O_ID },
+		{ "log-path", required_argument, NULL, O_LOG_PATH },
+		{ "level", required_argument, NULL, O_LEVEL },
+		{ "metrics-path", required_argument, NULL, O_METRICS },
+		{ "boot-timer", no_argument, NULL, O_BOOT_TIMER },
+		{ "no-seccomp", no_argument, NULL, O_NO_SECCOMP },
+		{ "help", no_argument, NULL, O_HELP },
+		{ "version", no_argument, NULL, O_VERSION },
+		{ 0 },
+	};
+	int c;
+	opterr = 0;
+	while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_CONFIG: o->config_file = optarg; break;
+		case O_NO_API: o->no_api = true; break;
+		case O_API_SOCK: o->api_sock = optarg; break;
+		case O_ID: o->id = optarg; break;
+		case O_LOG_PATH: o->log_path = optarg; break;
+		case O_LEVEL: o->level = optarg; break;
+		case O_METRICS: o->metrics_path = optarg; break;
+		case O_BOOT_TIMER: o->boot_timer = true; break;
+		case O_NO_SECCOMP: o->no_seccomp = true; break;
+		case O_HELP: usage(stdout); return WISP_EXIT_OK;
+		case O_VERSION: printf("%s\n", WISP_VMM_VERSION_STRING); return WISP_EXIT_OK;
+		default:
+			fprintf(stderr, "wisp-vmm: unknown flag or missing value: %s\n",
+				argv[optind - 1]);
+			usage(stderr);
+			return WISP_EXIT_BAD_ARGS;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "wisp-vmm: unexpected argument: %s\n", argv[optind]);
+		return WISP_EXIT_BAD_ARGS;
+	}
+	if (o->no_api && !o->config_file) {
+		fprintf(stderr, "wisp-vmm: --no-api needs --config-file\n");
+		return WISP_EXIT_BAD_ARGS;
+	}
+	if (o->id && !id_valid(o->id)) {
+		fprintf(stderr, "wisp-vmm: --id must be 1-64 characters of [A-Za-z0-9-]\n");
+		return WISP_EXIT_BAD_ARGS;
+	}
+	enum wisp_log_level lvl;
+	if (o->level && wisp_log_level_parse(o->level, &lvl) < 0) {
+		fprintf(stderr, "wisp-vmm: --level: unknown level '%s'\n", o->level);
+		return WISP_EXIT_BAD_ARGS;
+	}
+	return -1;
+}
+
+static int setup_logging(const struct opts *o)
+{
+	if (o->id)
+		wisp_log_set_id(o->id);
+	if (o->level) {
+		enum wisp_log_level lvl;
+		wisp_log_level_parse(o->level, &lvl);
+		wisp_log_set_level(lvl);
+	}
+	if (o->log_path) {
+		int r = wisp_log_open(o->log_path);
+		if (r < 0) {
+			fprintf(stderr, "wisp-vmm: --log-path %s: %s\n", o->log_path, strerror(-r));
+			return WISP_EXIT_BAD_ARGS;
+		}
+	}
+	wisp_log_set_thread("fc_vmm");
+	return -1;
+}
+
+/* SIGTERM/SIGINT/SIGHUP end the VMM cleanly through the event loop. */
+struct signal_ctx {
+	struct vm *vm;
+	int fd;
+};
+
+static void on_signal(void *opaque, uint32_t events)
+{
+	struct signal_ctx *c = opaque;
+	struct signalfd_siginfo si;
+	(void)events;
+	if (read(c->fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+		return;
+	unsigned int signo = si.ssi_signo;
+	wlog_info("stopping on signal %u", signo);
+	vm_request_exit(c->vm, WISP_EXIT_OK);
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	int code = parse_flags(argc, argv, &o);
+	if (code >= 0)
+		return code;
+	if ((code = setup_logging(&o)) >= 0)
+		return code;
+	if (!o.no_api) {
+		fprintf(stderr, "wisp-vmm: this build serves no API yet; use --no-api --config-file\n");
+		return WISP_EXIT_BAD_ARGS;
+	}
+	if (o.metrics_path)
+		wlog_warn("--metrics-path %s: this build writes no metrics", o.metrics_path);
+	(void)o.no_seccomp; /* no seccomp filters are installed by this build */
+
+	static struct vm vm;
+	vm_init(&vm);
+	vm.boot_timer = o.boot_timer;
+	struct wisp_err err = { 0 };
+	if (vmcfg_load_file(o.config_file, &vm.cfg, &err) < 0 || vmcfg_validate(&vm.cfg, &err) < 0) {
+		wlog_error("configuration %s: %s", o.config_file, err.msg);
+		fprintf(stderr, "wisp-vmm: %s: %s\n", o.config_file, err.msg);
+		vm_destroy(&vm);
+		return WISP_EXIT_BAD_CONFIG;
+	}
+
+	/* Signals go to the event loop; every thread inherits the mask. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+	if (vm_build(&vm, &err) < 0) {
+		wlog_error("building the VM: %s", err.msg);
+		fprintf(stderr, "wisp-vmm: %s\n", err.msg);
+		code = vm.config_error ? WISP_EXIT_BAD_CONFIG : WISP_EXIT_GENERIC;
+		vm_destroy(&vm);
+		return code;
+	}
+	struct signal_ctx sc = { .vm = &vm };
+	int sfd = sc.fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0 || evloop_add(&vm.loop, sfd, EPOLLIN, on_signal, &sc) < 0) {
+		wlog_error("signalfd: %s", strerror(errno));
+		vm_destroy(&vm);
+		return WISP_EXIT_GENERIC;
+	}
+
+	struct termios saved;
+	bool raw = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+	if (raw) {
+		struct termios t = saved;
+		cfmakeraw(&t);
+		t.c_oflag |= OPOST | ONLCR; /* keep host-side output readable */
+		tcsetattr(STDIN_FILENO, TCSANOW, &t);
+	}
+
+	if (vm_start(&vm, &err) < 0) {
+		wlog_error("starting the VM: %s", err.msg);
+		vm_request_exit(&vm, WISP_EXIT_GENERIC);
+	}
+	code = evloop_run(&vm.loop);
+
+	vm_destroy(&vm);
+	close(sfd);
+	if (raw)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	wlog_info("exiting with code %d", code);
+	return code;
+}

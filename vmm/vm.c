@@ -1,0 +1,285 @@
+/* The VM's lifecycle: vm_build does everything from the validated config
+ * to a VM whose BSP is ready at the kernel entry, in one linear pass;
+ * vm_start runs the vCPU threads; pause/resume park them at safe points. */
+#include "vm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "boot.h"
+#include "boot_timer.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "cpu.h"
+#include "i8042.h"
+#include "kvm.h"
+#include "mptable.h"
+#include "serial.h"
+#include "vcpu.h"
+
+void vm_init(struct vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vmcfg_init(&vm->cfg);
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->loop.epfd = vm->loop.wakefd = -1;
+	vm->serial_out_fd = 1;
+	vm->serial_in_fd = 0;
+	vm->pio.name = "pio";
+	vm->mmio.name = "mmio";
+	vm->exec_ns = wisp_now_ns();
+}
+
+/* Edge-triggered legacy IRQs: raise and lower the IOAPIC line. */
+static void vm_pulse_irq(struct vm *vm, unsigned int gsi)
+{
+	int r = vm_irq_line(vm, gsi, 1);
+	if (!r)
+		r = vm_irq_line(vm, gsi, 0);
+	if (r)
+		wlog_rl(WISP_LOG_ERROR, "KVM_IRQ_LINE %u: %s", gsi, strerror(-r));
+}
+
+static void serial_irq(void *opaque)
+{
+	vm_pulse_irq(opaque, WISP_SERIAL_IRQ);
+}
+
+static void i8042_irq(void *opaque)
+{
+	vm_pulse_irq(opaque, 1);
+}
+
+static void i8042_reset(void *opaque)
+{
+	wlog_info("guest requested a reset through the i8042; exiting");
+	vm_request_exit(opaque, WISP_EXIT_OK);
+}
+
+static int vm_build_legacy_devices(struct vm *vm, struct wisp_err *err)
+{
+	vm->serial = calloc(1, sizeof(*vm->serial));
+	vm->i8042 = calloc(1, sizeof(*vm->i8042));
+	if (!vm->serial || !vm->i8042)
+		return wisp_err_set(err, ENOMEM, "allocating legacy devices");
+	serial_init(vm->serial, vm->serial_out_fd, serial_irq, vm);
+	i8042_init(vm->i8042, i8042_reset, i8042_irq, vm);
+	int r = bus_register(&vm->pio, WISP_SERIAL_PORT, 8, &serial_bus_ops, vm->serial, "serial",
+			     err);
+	if (!r)
+		r = bus_register(&vm->pio, WISP_I8042_DATA_PORT,
+				 WISP_I8042_CMD_PORT - WISP_I8042_DATA_PORT + 1, &i8042_bus_ops,
+				 vm->i8042, "i8042", err);
+	if (r)
+		return r;
+	if (vm->serial_in_fd >= 0) {
+		r = serial_attach_input(vm->serial, &vm->loop, vm->serial_in_fd);
+		/* A regular file or /dev/null cannot be polled: no console input. */
+		if (r)
+			wlog_debug("serial input from fd %d not attached: %s", vm->serial_in_fd,
+				   strerror(-r));
+		r = 0;
+	}
+	if (vm->boot_timer) {
+		vm->timer = calloc(1, sizeof(*vm->timer));
+		if (!vm->timer)
+			return wisp_err_set(err, ENOMEM, "allocating the boot timer");
+		vm->timer->exec_ns = &vm->exec_ns;
+		vm->timer->start_ns = &vm->start_ns;
+		r = bus_register(&vm->mmio, WISP_BOOT_TIMER_ADDR, WISP_BOOT_TIMER_SIZE,
+				 &boot_timer_bus_ops, vm->timer, "boot-timer", err);
+	}
+	return r;
+}
+
+/* boot_args (or the default) plus one virtio_mmio.device= per window. */
+static char *vm_cmdline(const struct vm *vm)
+{
+	const char *base = vm->cfg.boot.boot_args ? vm->cfg.boot.boot_args : WISP_DEFAULT_BOOT_ARGS;
+	size_t cap = strlen(base) + 1 + (size_t)vm->nr_mmio_slots * 64;
+	char *s = malloc(cap);
+	if (!s)
+		return NULL;
+	size_t n = (size_t)snprintf(s, cap, "%s", base);
+	for (int i = 0; i < vm->nr_mmio_slots; i++)
+		n += (size_t)snprintf(s + n, cap - n, " virtio_mmio.device=4K@0x%llx:%u",
+				      (unsigned long long)(WISP_VIRTIO_MMIO_BASE +
+							   (uint64_t)i * WISP_VIRTIO_MMIO_SIZE),
+				      WISP_IRQ_VIRTIO_BASE + (unsigned)i);
+	return s;
+}
+
+static int vm_load_guest(struct vm *vm, struct wisp_err *err)
+{
+	const struct vmcfg_boot *b = &vm->cfg.boot;
+	if (!b->kernel_image_path)
+		return wisp_err_set(err, EINVAL, "boot-source: no kernel_image_path");
+	const uint8_t *img = NULL;
+	size_t len = 0;
+	struct boot_kernel k;
+	int r = boot_map_file(b->kernel_image_path, BOOT_KERNEL_MAX_BYTES, &img, &len, err);
+	if (r)
+		return wisp_err_prefix(err, "kernel");
+	r = boot_load_kernel(&vm->mem, img, len, &k, err);
+	boot_unmap_file(img, len);
+	if (r)
+		return wisp_err_prefix(err, "%s", b->kernel_image_path);
+	uint64_t initrd_addr = 0, initrd_len = 0;
+	if (b->initrd_path) {
+		r = boot_map_file(b->initrd_path, BOOT_INITRD_MAX_BYTES, &img, &len, err);
+		if (r)
+			return wisp_err_prefix(err, "initrd");
+		r = boot_load_initrd(&vm->mem, &k, img, len, &initrd_addr, err);
+		boot_unmap_file(img, len);
+		if (r)
+			return wisp_err_prefix(err, "%s", b->initrd_path);
+		initrd_len = len;
+	}
+	char *cmdline = vm_cmdline(vm);
+	if (!cmdline)
+		return wisp_err_set(err, ENOMEM, "building the kernel command line");
+	r = boot_write_params(&vm->mem, &k, cmdline, initrd_addr, initrd_len, err);
+	wlog_debug("kernel entry 0x%llx, command line: %s", (unsigned long long)k.entry, cmdline);
+	free(cmdline);
+	if (r)
+		return r;
+	vm->entry_addr = k.entry;
+	return mptable_write(&vm->mem, vm->nr_vcpus, err);
+}
+
+static int vm_create_vcpus(struct vm *vm, struct wisp_err *err)
+{
+	struct kvm_cpuid2 *cpuid = NULL;
+	int r = cpu_supported_cpuid(vm->kvm_fd, &cpuid, err);
+	if (r)
+		return r;
+	vm->vcpus = calloc((size_t)vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus) {
+		free(cpuid);
+		return wisp_err_set(err, ENOMEM, "allocating vCPUs");
+	}
+	for (int i = 0; i < vm->nr_vcpus && !r; i++) {
+		r = vcpu_create(vm, &vm->vcpus[i], i, cpuid, err);
+		vm->vcpus_created = i + 1;
+	}
+	free(cpuid);
+	return r;
+}
+
+int vm_build(struct vm *vm, struct wisp_err *err)
+{
+	int r;
+	if (vm->cfg.machine.vcpu_count < 1 || vm->cfg.machine.vcpu_count > WISP_MAX_VCPUS)
+		return wisp_err_set(err, EINVAL, "machine-config: vcpu_count %u out of range",
+				    vm->cfg.machine.vcpu_count);
+	vm->nr_vcpus = (int)vm->cfg.machine.vcpu_count;
+	if ((r = evloop_init(&vm->loop, err)))
+		return r;
+	if ((r = kvm_open_vm(vm, err)))
+		return r;
+	if ((r = gmem_init_anon(&vm->mem, (uint64_t)vm->cfg.machine.mem_size_mib << 20, err))) {
+		vm->config_error = r == -EINVAL;
+		return r;
+	}
+	if ((r = kvm_map_memory(vm, err)))
+		return r;
+	if ((r = vm_build_legacy_devices(vm, err)))
+		return r;
+	/* virtio devices take their windows here (vm_alloc_mmio_slot), before
+	 * the command line that announces them is written. */
+	if ((r = vm_load_guest(vm, err))) {
+		vm->config_error = true;
+		return r;
+	}
+	return vm_create_vcpus(vm, err);
+}
+
+int vm_start(struct vm *vm, struct wisp_err *err)
+{
+	if (vm->state != VM_NOT_STARTED)
+		return wisp_err_set(err, EINVAL, "the VM was already started");
+	int r = vcpu_signals_init(err);
+	if (r)
+		return r;
+	vm->start_ns = wisp_now_ns();
+	vm->state = VM_RUNNING;
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		r = vcpu_start(&vm->vcpus[i], err);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int vm_pause(struct vm *vm, struct wisp_err *err)
+{
+	if (vm->state != VM_RUNNING)
+		return wisp_err_set(err, EINVAL, "the VM is not running");
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_request_pause(&vm->vcpus[i]);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_wait_paused(&vm->vcpus[i]);
+	vm->state = VM_PAUSED;
+	return 0;
+}
+
+int vm_resume(struct vm *vm, struct wisp_err *err)
+{
+	if (vm->state != VM_PAUSED)
+		return wisp_err_set(err, EINVAL, "the VM is not paused");
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_resume(&vm->vcpus[i]);
+	vm->state = VM_RUNNING;
+	return 0;
+}
+
+int vm_send_ctrl_alt_del(struct vm *vm, struct wisp_err *err)
+{
+	if (!vm->i8042)
+		return wisp_err_set(err, EINVAL, "the VM has no i8042 controller");
+	int r = i8042_send_ctrl_alt_del(vm->i8042);
+	if (r)
+		return wisp_err_set(err, -r, "the guest has not read the previous keys yet");
+	return 0;
+}
+
+void vm_request_exit(struct vm *vm, int exit_code)
+{
+	evloop_stop(&vm->loop, exit_code);
+}
+
+void vm_destroy(struct vm *vm)
+{
+	for (int i = 0; i < vm->vcpus_created; i++)
+		vcpu_stop(&vm->vcpus[i]);
+	if (vm->state != VM_NOT_STARTED)
+		vm->state = VM_STOPPED;
+	for (int i = 0; i < vm->vcpus_created; i++)
+		vcpu_destroy(&vm->vcpus[i]);
+	free(vm->vcpus);
+	vm->vcpus = NULL;
+	vm->vcpus_created = 0;
+	if (vm->serial) {
+		serial_destroy(vm->serial);
+		free(vm->serial);
+		vm->serial = NULL;
+	}
+	if (vm->i8042) {
+		i8042_destroy(vm->i8042);
+		free(vm->i8042);
+		vm->i8042 = NULL;
+	}
+	free(vm->timer);
+	vm->timer = NULL;
+	evloop_destroy(&vm->loop);
+	gmem_destroy(&vm->mem);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+	vmcfg_free(&vm->cfg);
+}
