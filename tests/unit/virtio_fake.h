@@ -12,8 +12,8 @@
 #include "vmm/mem.h"
 #include "vmm/virtio/virtio.h"
 
-#define FAKE_RAM0_SIZE  (1u << 20)       /* gpa [0, 1 MiB) */
-#define FAKE_RAM1_GPA   0x200000ull      /* gpa [2 MiB, 2 MiB + 64 KiB) */
+#define FAKE_RAM0_SIZE  (2u << 20)       /* gpa [0, 2 MiB) */
+#define FAKE_RAM1_GPA   0x400000ull      /* gpa [4 MiB, 4 MiB + 64 KiB) */
 #define FAKE_RAM1_SIZE  (64u << 10)
 
 #define FAKE_DESC   0x1000ull

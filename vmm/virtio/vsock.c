@@ -271,7 +271,7 @@ static void guest_shutdown(struct vconn *c, uint32_t flags)
 		/* the guest closed: hand the host what is buffered, then RST */
 		c->state = VC_DRAINING;
 		c->deadline_ns = wisp_now_ns() + VSOCK_SHUTDOWN_TIMEOUT_NS;
-		if (vconn_flush(c) != 0)
+		if (vconn_flush(c) <= 0)
 			vconn_kill(c, true);
 		return;
 	}

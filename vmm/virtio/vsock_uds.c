@@ -327,5 +327,6 @@ void vsock_listen_event(void *opaque, uint32_t events)
 		c->deadline_ns = wisp_now_ns() + VSOCK_CONNECT_TIMEOUT_NS;
 		handshake(c);
 	}
+	vsock_rx_pump(vs);
 	pthread_mutex_unlock(&vs->dev.lock);
 }
