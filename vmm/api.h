@@ -24,6 +24,7 @@
 #include "common/err.h"
 #include "config.h"
 #include "evloop.h"
+#include "snapshot.h"
 #include "vm.h"
 
 #define WISP_VMM_VERSION  "0.1.0"
@@ -61,6 +62,8 @@ enum api_action_kind {
 	API_FLUSH_METRICS,
 	API_PAUSE,              /* PATCH /vm */
 	API_RESUME,
+	API_SNAPSHOT_CREATE,    /* PUT /snapshot/create (Paused only) */
+	API_SNAPSHOT_LOAD,      /* PUT /snapshot/load (a fresh VMM only) */
 	API_ACTION_COUNT,
 };
 
@@ -87,6 +90,8 @@ struct api_action {
 			bool has_rx, has_tx;
 			struct vmcfg_rate_limiter rx, tx;
 		} net_patch;
+		struct snap_create_req snap_create;
+		struct snap_load_req snap_load;
 	} u;
 };
 
@@ -119,6 +124,12 @@ struct api_vmm_ops {
 	int (*net_update)(void *ctx, const struct vmcfg_net *net,
 			  const struct vmcfg_rate_limiter *rx, const struct vmcfg_rate_limiter *tx,
 			  struct wisp_err *err);
+	/* Write a Full or Diff snapshot of the paused VM. */
+	int (*snapshot_create)(void *ctx, const struct snap_create_req *req, struct wisp_err *err);
+	/* Build the VM from a snapshot (its configuration, with the request's
+	 * overrides, replaces the pending one) and leave it Paused; resume_vm
+	 * is handled by the controller. Nothing may be half-built on failure. */
+	int (*snapshot_load)(void *ctx, const struct snap_load_req *req, struct wisp_err *err);
 };
 
 /* The controller: the configuration (before InstanceStart the pending one,
@@ -126,6 +137,8 @@ struct api_vmm_ops {
 struct api_ctl {
 	struct vm_config *cfg;          /* owned by the caller (struct vm's cfg) */
 	enum vm_state state;
+	bool configured;                /* a boot/machine/device PUT or PATCH succeeded:
+					 * snapshot/load is refused from then on */
 	char id[65];                    /* GET / "id" */
 	const struct api_vmm_ops *ops;
 	void *ops_ctx;

@@ -275,6 +275,32 @@ static int run_action(struct api_ctl *ctl, struct api_action *a, json_t **doc,
 		ctl->state = VM_RUNNING;
 		wlog_info("VM resumed");
 		return 0;
+	case API_SNAPSHOT_CREATE:
+		if (!ctl->ops->snapshot_create)
+			return wisp_err_set(err, ENOTSUP, "snapshots are not available in this VMM");
+		if ((r = ctl->ops->snapshot_create(ctl->ops_ctx, &a->u.snap_create, err)) < 0)
+			return r;
+		wlog_info("%s snapshot written to %s and %s",
+			  a->u.snap_create.type == SNAP_TYPE_DIFF ? "Diff" : "Full",
+			  a->u.snap_create.snapshot_path, a->u.snap_create.mem_file_path);
+		return 0;
+	case API_SNAPSHOT_LOAD:
+		if (ctl->configured)
+			return wisp_err_set(err, EPERM,
+					    "PUT /snapshot/load is only allowed in a fresh VMM, before any other configuration");
+		if (!ctl->ops->snapshot_load)
+			return wisp_err_set(err, ENOTSUP, "snapshots are not available in this VMM");
+		if ((r = ctl->ops->snapshot_load(ctl->ops_ctx, &a->u.snap_load, err)) < 0)
+			return r;
+		ctl->state = VM_PAUSED;
+		ctl->configured = true;
+		wlog_info("VM restored from %s", a->u.snap_load.snapshot_path);
+		if (a->u.snap_load.resume_vm) {
+			if ((r = ctl->ops->resume(ctl->ops_ctx, err)) < 0)
+				return wisp_err_prefix(err, "snapshot loaded, but resume_vm failed");
+			ctl->state = VM_RUNNING;
+		}
+		return 0;
 	case API_ACTION_COUNT:
 		break;
 	}
@@ -288,6 +314,16 @@ void api_ctl_execute(struct api_ctl *ctl, struct api_action *a, struct api_reply
 	int r = api_action_allowed(a->kind, ctl->state, &err);
 	if (r == 0)
 		r = run_action(ctl, a, &doc, &err);
+	if (r == 0) {
+		switch (a->kind) {
+		case API_PUT_MACHINE: case API_PATCH_MACHINE: case API_PUT_BOOT:
+		case API_PUT_DRIVE: case API_PUT_NET: case API_PUT_VSOCK:
+			ctl->configured = true;
+			break;
+		default:
+			break;
+		}
+	}
 	if (r < 0) {
 		json_decref(doc);
 		reply->status = 400;

@@ -24,6 +24,8 @@ enum body_kind {
 	BODY_METRICS,
 	BODY_ACTIONS,
 	BODY_VM_STATE,
+	BODY_SNAP_CREATE,
+	BODY_SNAP_LOAD,
 };
 
 struct route {
@@ -65,6 +67,10 @@ static const struct route routes[] = {
 	{ API_PUT, "PUT", "/logger", "/logger", false, BODY_LOGGER, API_PUT_LOGGER, "put_logger" },
 	{ API_PUT, "PUT", "/metrics", "/metrics", false, BODY_METRICS, API_PUT_METRICS,
 	  "put_metrics" },
+	{ API_PUT, "PUT", "/snapshot/create", "/snapshot/create", false, BODY_SNAP_CREATE,
+	  API_SNAPSHOT_CREATE, "put_snapshot_create" },
+	{ API_PUT, "PUT", "/snapshot/load", "/snapshot/load", false, BODY_SNAP_LOAD,
+	  API_SNAPSHOT_LOAD, "put_snapshot_load" },
 };
 
 static const char *const action_names[API_ACTION_COUNT] = {
@@ -87,6 +93,8 @@ static const char *const action_names[API_ACTION_COUNT] = {
 	[API_FLUSH_METRICS] = "FlushMetrics",
 	[API_PAUSE] = "PATCH /vm Paused",
 	[API_RESUME] = "PATCH /vm Resumed",
+	[API_SNAPSHOT_CREATE] = "PUT /snapshot/create",
+	[API_SNAPSHOT_LOAD] = "PUT /snapshot/load",
 };
 
 const char *api_action_name(enum api_action_kind kind)
@@ -163,6 +171,8 @@ static const unsigned state_table[API_ACTION_COUNT] = {
 	[API_FLUSH_METRICS] = S_ANY,
 	[API_PAUSE] = S_RUN | S_PAU,
 	[API_RESUME] = S_RUN | S_PAU,
+	[API_SNAPSHOT_CREATE] = S_PAU,
+	[API_SNAPSHOT_LOAD] = S_NS,
 };
 
 const char *api_state_name(enum vm_state state)
@@ -295,6 +305,10 @@ static int parse_body(const struct route *rt, json_t *j, struct api_action *a,
 			return r;
 		a->kind = r == 0 ? API_PAUSE : API_RESUME;
 		return 0;
+	case BODY_SNAP_CREATE:
+		return snap_parse_create(j, &a->u.snap_create, err);
+	case BODY_SNAP_LOAD:
+		return snap_parse_load(j, &a->u.snap_load, err);
 	}
 	return wisp_err_set(err, EINVAL, "unknown body kind");
 }
@@ -352,6 +366,12 @@ void api_action_free(struct api_action *a)
 		break;
 	case API_PUT_METRICS:
 		free(a->u.metrics.metrics_path);
+		break;
+	case API_SNAPSHOT_CREATE:
+		snap_create_req_free(&a->u.snap_create);
+		break;
+	case API_SNAPSHOT_LOAD:
+		snap_load_req_free(&a->u.snap_load);
 		break;
 	default:
 		break;

@@ -469,6 +469,7 @@ Test(api, state_table)
 		{ API_INSTANCE_START, 1, 0, 0 }, { API_SEND_CTRL_ALT_DEL, 0, 1, 0 },
 		{ API_FLUSH_METRICS, 1, 1, 1 },  { API_PAUSE, 0, 1, 1 },
 		{ API_RESUME, 0, 1, 1 },
+		{ API_SNAPSHOT_CREATE, 0, 0, 1 }, { API_SNAPSHOT_LOAD, 1, 0, 0 },
 	};
 	cr_assert_eq(sizeof(rows) / sizeof(rows[0]), API_ACTION_COUNT);
 	for (size_t i = 0; i < API_ACTION_COUNT; i++) {
