@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "vmm/config.h"
 #include "vmm/evloop.h"
+#include "vmm/seccomp.h"
 #include "vmm/vm.h"
 
 #define WISP_VMM_VERSION_STRING "wisp-vmm 0.1.0"
@@ -30,6 +31,7 @@ struct opts {
 	const char *level;
 	const char *metrics_path;
 	bool no_api, boot_timer, no_seccomp;
+	int seccomp_selftest;   /* hidden test flag: a thread kind, or none */
 };
 
 static void usage(FILE *f)
@@ -66,7 +68,7 @@ static bool id_valid(const char *id)
 static int parse_flags(int argc, char **argv, struct opts *o)
 {
 	enum { O_CONFIG = 256, O_NO_API, O_API_SOCK, O_ID, O_LOG_PATH, O_LEVEL, O_METRICS,
-	       O_BOOT_TIMER, O_NO_SECCOMP, O_HELP, O_VERSION };
+	       O_BOOT_TIMER, O_NO_SECCOMP, O_HELP, O_VERSION, O_SECCOMP_SELFTEST };
 	static const struct option longopts[] = {
 		{ "config-file", required_argument, NULL, O_CONFIG },
 		{ "no-api", no_argument, NULL, O_NO_API },
@@ -79,6 +81,7 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		{ "no-seccomp", no_argument, NULL, O_NO_SECCOMP },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "version", no_argument, NULL, O_VERSION },
+		{ "seccomp-selftest", required_argument, NULL, O_SECCOMP_SELFTEST },
 		{ 0 },
 	};
 	int c;
@@ -94,6 +97,15 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		case O_METRICS: o->metrics_path = optarg; break;
 		case O_BOOT_TIMER: o->boot_timer = true; break;
 		case O_NO_SECCOMP: o->no_seccomp = true; break;
+		case O_SECCOMP_SELFTEST: {
+			enum seccomp_thread_kind k;
+			if (seccomp_kind_parse(optarg, &k) < 0) {
+				fprintf(stderr, "wisp-vmm: --seccomp-selftest: vmm, api or vcpu\n");
+				return WISP_EXIT_BAD_ARGS;
+			}
+			o->seccomp_selftest = (int)k;
+			break;
+		}
 		case O_HELP: usage(stdout); return WISP_EXIT_OK;
 		case O_VERSION: printf("%s\n", WISP_VMM_VERSION_STRING); return WISP_EXIT_OK;
 		default:
@@ -163,7 +175,7 @@ static void on_signal(void *opaque, uint32_t events)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { 0 };
+	struct opts o = { .seccomp_selftest = SECCOMP_SELFTEST_NONE };
 	int code = parse_flags(argc, argv, &o);
 	if (code >= 0)
 		return code;
@@ -175,7 +187,7 @@ int main(int argc, char **argv)
 	}
 	if (o.metrics_path)
 		wlog_warn("--metrics-path %s: this build writes no metrics", o.metrics_path);
-	(void)o.no_seccomp; /* no seccomp filters are installed by this build */
+	seccomp_configure(!o.no_seccomp, o.seccomp_selftest);
 
 	static struct vm vm;
 	vm_init(&vm);
@@ -220,7 +232,9 @@ int main(int argc, char **argv)
 		tcsetattr(STDIN_FILENO, TCSANOW, &t);
 	}
 
-	if (vm_start(&vm, &err) < 0) {
+	/* vCPU threads exist before the VMM thread's own filter goes on: its
+	 * filter would otherwise be inherited by them. */
+	if (vm_start(&vm, &err) < 0 || seccomp_install(SECCOMP_VMM, &err) < 0) {
 		wlog_error("starting the VM: %s", err.msg);
 		vm_request_exit(&vm, WISP_EXIT_GENERIC);
 	}

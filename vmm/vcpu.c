@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "cpu.h"
 #include "kvm.h"
+#include "seccomp.h"
 #include "vm.h"
 
 #define VCPU_KICK_SIGNAL (SIGRTMIN + 1)
@@ -191,6 +192,16 @@ static void *vcpu_thread(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, VCPU_KICK_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	struct wisp_err err = { 0 };
+	if (seccomp_install(SECCOMP_VCPU, &err) < 0) {
+		wlog_error("vCPU %d: %s", v->id, err.msg);
+		vm_request_exit(v->vm, WISP_EXIT_GENERIC);
+		pthread_mutex_lock(&v->lock);
+		v->paused = true;
+		pthread_cond_broadcast(&v->cond);
+		pthread_mutex_unlock(&v->lock);
+		return NULL;
+	}
 
 	for (;;) {
 		pthread_mutex_lock(&v->lock);

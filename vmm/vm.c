@@ -19,6 +19,7 @@
 #include "mptable.h"
 #include "serial.h"
 #include "vcpu.h"
+#include "virtio/virtio.h"
 
 void vm_init(struct vm *vm)
 {
@@ -53,10 +54,24 @@ static void i8042_irq(void *opaque)
 	vm_pulse_irq(opaque, 1);
 }
 
+/* Linux writes the BIOS reboot flag (guest physical 0x472) just before it
+ * pulses the reset line: 0x1234 means a warm reboot, which with
+ * reboot=...,panic_warm is how a panic reboot shows itself. */
+#define BIOS_REBOOT_FLAG_ADDR 0x472
+#define BIOS_REBOOT_WARM 0x1234
+
 static void i8042_reset(void *opaque)
 {
+	struct vm *vm = opaque;
+	uint16_t flag = 0;
+	gmem_read(&vm->mem, BIOS_REBOOT_FLAG_ADDR, &flag, sizeof(flag));
+	if (flag == BIOS_REBOOT_WARM) {
+		wlog_error("guest reset with the warm-reboot flag set (a panic with reboot=panic_warm); exiting");
+		vm_request_exit(vm, WISP_EXIT_GUEST_CRASH);
+		return;
+	}
 	wlog_info("guest requested a reset through the i8042; exiting");
-	vm_request_exit(opaque, WISP_EXIT_OK);
+	vm_request_exit(vm, WISP_EXIT_OK);
 }
 
 static int vm_build_legacy_devices(struct vm *vm, struct wisp_err *err)
@@ -95,21 +110,28 @@ static int vm_build_legacy_devices(struct vm *vm, struct wisp_err *err)
 	return r;
 }
 
-/* boot_args (or the default) plus one virtio_mmio.device= per window. */
-static char *vm_cmdline(const struct vm *vm)
+/* boot_args (or the default), the root drive's root=, and one
+ * virtio_mmio.device= per window handed out. */
+static int vm_cmdline(const struct vm *vm, char *buf, size_t size, struct wisp_err *err)
 {
 	const char *base = vm->cfg.boot.boot_args ? vm->cfg.boot.boot_args : WISP_DEFAULT_BOOT_ARGS;
-	size_t cap = strlen(base) + 1 + (size_t)vm->nr_mmio_slots * 64;
-	char *s = malloc(cap);
-	if (!s)
-		return NULL;
-	size_t n = (size_t)snprintf(s, cap, "%s", base);
-	for (int i = 0; i < vm->nr_mmio_slots; i++)
-		n += (size_t)snprintf(s + n, cap - n, " virtio_mmio.device=4K@0x%llx:%u",
+	size_t n = (size_t)snprintf(buf, size, "%s", base);
+	if (n >= size)
+		return wisp_err_set(err, E2BIG, "boot_args: longer than %zu bytes", size - 1);
+	int r = virtio_cmdline_append(vm, buf, size, err);
+	if (r)
+		return r;
+	n = strlen(buf);
+	for (int i = 0; i < vm->nr_mmio_slots; i++) {
+		n += (size_t)snprintf(buf + n, size - n, " virtio_mmio.device=4K@0x%llx:%u",
 				      (unsigned long long)(WISP_VIRTIO_MMIO_BASE +
 							   (uint64_t)i * WISP_VIRTIO_MMIO_SIZE),
 				      WISP_IRQ_VIRTIO_BASE + (unsigned)i);
-	return s;
+		if (n >= size)
+			return wisp_err_set(err, E2BIG, "kernel command line: longer than %zu bytes",
+					    size - 1);
+	}
+	return 0;
 }
 
 static int vm_load_guest(struct vm *vm, struct wisp_err *err)
@@ -138,11 +160,15 @@ static int vm_load_guest(struct vm *vm, struct wisp_err *err)
 			return wisp_err_prefix(err, "%s", b->initrd_path);
 		initrd_len = len;
 	}
-	char *cmdline = vm_cmdline(vm);
+	char *cmdline = malloc(WISP_CMDLINE_MAX);
 	if (!cmdline)
 		return wisp_err_set(err, ENOMEM, "building the kernel command line");
-	r = boot_write_params(&vm->mem, &k, cmdline, initrd_addr, initrd_len, err);
-	wlog_debug("kernel entry 0x%llx, command line: %s", (unsigned long long)k.entry, cmdline);
+	r = vm_cmdline(vm, cmdline, WISP_CMDLINE_MAX, err);
+	if (!r) {
+		wlog_debug("kernel entry 0x%llx, command line: %s", (unsigned long long)k.entry,
+			   cmdline);
+		r = boot_write_params(&vm->mem, &k, cmdline, initrd_addr, initrd_len, err);
+	}
 	free(cmdline);
 	if (r)
 		return r;
@@ -176,7 +202,8 @@ int vm_build(struct vm *vm, struct wisp_err *err)
 		return wisp_err_set(err, EINVAL, "machine-config: vcpu_count %u out of range",
 				    vm->cfg.machine.vcpu_count);
 	vm->nr_vcpus = (int)vm->cfg.machine.vcpu_count;
-	if ((r = evloop_init(&vm->loop, err)))
+	/* With the API the loop runs before the VM exists (main starts it). */
+	if (vm->loop.epfd < 0 && (r = evloop_init(&vm->loop, err)))
 		return r;
 	if ((r = kvm_open_vm(vm, err)))
 		return r;
@@ -188,8 +215,12 @@ int vm_build(struct vm *vm, struct wisp_err *err)
 		return r;
 	if ((r = vm_build_legacy_devices(vm, err)))
 		return r;
-	/* virtio devices take their windows here (vm_alloc_mmio_slot), before
-	 * the command line that announces them is written. */
+	/* virtio devices take their windows (vm_alloc_mmio_slot) before the
+	 * command line that announces them is written. */
+	if ((r = virtio_devices_create(vm, err))) {
+		vm->config_error = true;
+		return r;
+	}
 	if ((r = vm_load_guest(vm, err))) {
 		vm->config_error = true;
 		return r;
@@ -274,6 +305,7 @@ void vm_destroy(struct vm *vm)
 	}
 	free(vm->timer);
 	vm->timer = NULL;
+	virtio_devices_destroy(vm);
 	evloop_destroy(&vm->loop);
 	gmem_destroy(&vm->mem);
 	if (vm->vm_fd >= 0)
