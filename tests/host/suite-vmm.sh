@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# wisp-vmm's command line and configuration checks on the host (no KVM
+# needed): exit 0 for --help/--version, 153 for bad flags, 152 for a bad
+# configuration, each with a message; nothing else happens before them.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+VMM=$PWD/$BUILD/bin/wisp-vmm
+pass=0; fail=0; skip=0
+ok()  { pass=$((pass + 1)); echo "ok: $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+finish() { echo "vmm: $pass passed, $fail failed, $skip skipped"; [ "$fail" -eq 0 ]; exit $?; }
+[ -x "$VMM" ] || { bad "$VMM is not built"; finish; }
+tmp=$(mktemp -d /tmp/wisp-vmm-suite.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+# expect CODE PATTERN DESCRIPTION -- ARGS...: exit code and a stderr/stdout line
+expect() {
+	local code=$1 pat=$2 what=$3; shift 4
+	timeout 10 "$VMM" "$@" >"$tmp/out" 2>&1 </dev/null
+	local rc=$?
+	if [ "$rc" -ne "$code" ]; then
+		bad "$what: exit $rc, expected $code"; sed 's/^/    /' "$tmp/out" | head -5
+	elif ! grep -qE -- "$pat" "$tmp/out"; then
+		bad "$what: output lacks /$pat/"; sed 's/^/    /' "$tmp/out" | head -5
+	else
+		ok "$what"
+	fi
+}
+
+expect 0 'usage: wisp-vmm' "--help" -- --help
+expect 0 '^wisp-vmm [0-9]' "--version" -- --version
+expect 153 'unknown flag' "an unknown flag" -- --frobnicate
+expect 153 'unknown flag|missing value' "a flag without its value" -- --config-file
+expect 153 'needs --config-file' "--no-api without --config-file" -- --no-api
+expect 153 'unexpected argument' "a stray argument" -- --no-api --config-file x extra
+expect 153 'level' "an unknown --level" -- --level Loud --no-api --config-file x
+expect 153 '--id' "an --id with bad characters" -- --id 'a/b' --no-api --config-file x
+expect 153 'seccomp-selftest' "a bad --seccomp-selftest kind" -- --seccomp-selftest=gpu --no-api --config-file x
+
+expect 152 'nope.json' "a missing config file" -- --no-api --config-file "$tmp/nope.json"
+printf '{"boot-source": {' >"$tmp/trunc.json"
+expect 152 'trunc.json' "truncated JSON" -- --no-api --config-file "$tmp/trunc.json"
+printf '{"boot-source":{"kernel_image_path":"/bin/true"},"machine-config":{"vcpu_count":1,"mem_size_mib":128},"frob":1}' >"$tmp/unknown.json"
+expect 152 'frob' "an unknown top-level key" -- --no-api --config-file "$tmp/unknown.json"
+printf '{"boot-source":{"kernel_image_path":"/bin/true"},"machine-config":{"vcpu_count":33,"mem_size_mib":128}}' >"$tmp/cpus.json"
+expect 152 'vcpu_count' "vcpu_count out of range" -- --no-api --config-file "$tmp/cpus.json"
+printf '{"boot-source":{"kernel_image_path":"/bin/true"},"machine-config":{"vcpu_count":"two","mem_size_mib":128}}' >"$tmp/type.json"
+expect 152 'vcpu_count' "vcpu_count of the wrong type" -- --no-api --config-file "$tmp/type.json"
+printf '{"machine-config":{"vcpu_count":1,"mem_size_mib":128}}' >"$tmp/nokernel.json"
+expect 152 'kernel|boot-source' "no boot-source" -- --no-api --config-file "$tmp/nokernel.json"
+
+# --log-path: lines go to the file, with the id.
+printf '{"boot-source":{"kernel_image_path":"%s"},"machine-config":{"vcpu_count":33,"mem_size_mib":128}}' "$tmp/k" >"$tmp/log.json"
+timeout 10 "$VMM" --no-api --config-file "$tmp/log.json" --log-path "$tmp/vmm.log" --id suite-vm-1 >/dev/null 2>&1
+if grep -q 'suite-vm-1' "$tmp/vmm.log" 2>/dev/null && grep -q 'vcpu_count' "$tmp/vmm.log"; then
+	ok "--log-path and --id: the configuration error is logged with the id"
+else
+	bad "--log-path/--id: no log line with the id in $tmp/vmm.log"
+fi
+finish
