@@ -242,6 +242,7 @@ static int run_action(struct api_ctl *ctl, struct api_action *a, json_t **doc,
 		free(cfg->logger.log_path);
 		cfg->logger = a->u.logger;
 		memset(&a->u.logger, 0, sizeof(a->u.logger));
+		wlog_rl(WISP_LOG_INFO, "logger configured: level %s", cfg->logger.level);
 		return 0;
 	case API_PUT_METRICS:
 		if ((r = api_ctl_apply_metrics(&a->u.metrics, err)) < 0)

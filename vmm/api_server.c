@@ -28,6 +28,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "metrics.h"
+#include "seccomp.h"
 
 struct api_conn {
 	struct api_server *srv;
@@ -46,6 +47,12 @@ struct api_server {
 	int stop_fd;
 	pthread_t thread;
 	bool thread_started;
+	/* The thread loads its seccomp filter before serving and reports. */
+	pthread_mutex_t ready_lock;
+	pthread_cond_t ready_cond;
+	bool ready;
+	int ready_result;
+	struct wisp_err ready_err;
 	char *sock_path;
 	struct api_ctl *ctl;
 	struct evloop *loop;
@@ -282,8 +289,16 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 static void *server_thread(void *arg)
 {
 	struct api_server *s = arg;
-	wisp_log_set_thread("api");
-	event_base_dispatch(s->base);
+	wisp_log_set_thread("fc_api");
+	/* Before the first client byte: the API thread's own allow-list. */
+	int r = seccomp_install(SECCOMP_API, &s->ready_err);
+	pthread_mutex_lock(&s->ready_lock);
+	s->ready = true;
+	s->ready_result = r;
+	pthread_cond_signal(&s->ready_cond);
+	pthread_mutex_unlock(&s->ready_lock);
+	if (r == 0)
+		event_base_dispatch(s->base);
 	return NULL;
 }
 
@@ -341,6 +356,8 @@ void api_server_stop(struct api_server *s)
 		unlink(s->sock_path);
 		free(s->sock_path);
 	}
+	pthread_mutex_destroy(&s->ready_lock);
+	pthread_cond_destroy(&s->ready_cond);
 	free(s);
 }
 
@@ -352,12 +369,14 @@ int api_server_start(struct api_server **out, const char *sock_path, struct api_
 	if (!s)
 		return wisp_err_set(err, ENOMEM, "API: out of memory");
 	s->stop_fd = -1;
+	pthread_mutex_init(&s->ready_lock, NULL);
+	pthread_cond_init(&s->ready_cond, NULL);
 	s->ctl = ctl;
 	s->loop = loop;
 
 	int fd = listen_unix(sock_path, err);
 	if (fd < 0) {
-		free(s);
+		api_server_stop(s);
 		return fd;
 	}
 	s->sock_path = strdup(sock_path);
@@ -405,6 +424,15 @@ int api_server_start(struct api_server **out, const char *sock_path, struct api_
 		goto fail;
 	}
 	s->thread_started = true;
+	pthread_mutex_lock(&s->ready_lock);
+	while (!s->ready)
+		pthread_cond_wait(&s->ready_cond, &s->ready_lock);
+	pthread_mutex_unlock(&s->ready_lock);
+	if (s->ready_result < 0) {
+		*err = s->ready_err;
+		r = s->ready_result;
+		goto fail;
+	}
 	wlog_info("API server listening on %s", sock_path);
 	*out = s;
 	return 0;

@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "vmm/api_vm.h"
 #include "vmm/config.h"
 #include "vmm/evloop.h"
 #include "vmm/seccomp.h"
@@ -181,21 +182,19 @@ int main(int argc, char **argv)
 		return code;
 	if ((code = setup_logging(&o)) >= 0)
 		return code;
-	if (!o.no_api) {
-		fprintf(stderr, "wisp-vmm: this build serves no API yet; use --no-api --config-file\n");
+	if (!o.no_api && !o.api_sock) {
+		fprintf(stderr, "wisp-vmm: --api-sock PATH is needed (or --no-api --config-file)\n");
 		return WISP_EXIT_BAD_ARGS;
 	}
-	if (o.metrics_path)
-		wlog_warn("--metrics-path %s: this build writes no metrics", o.metrics_path);
 	seccomp_configure(!o.no_seccomp, o.seccomp_selftest);
 
 	static struct vm vm;
 	vm_init(&vm);
 	vm.boot_timer = o.boot_timer;
 	struct wisp_err err = { 0 };
-	if (vmcfg_load_file(o.config_file, &vm.cfg, &err) < 0 || vmcfg_validate(&vm.cfg, &err) < 0) {
+	if (o.config_file && vmcfg_load_file(o.config_file, &vm.cfg, &err) < 0) {
 		wlog_error("configuration %s: %s", o.config_file, err.msg);
-		fprintf(stderr, "wisp-vmm: %s: %s\n", o.config_file, err.msg);
+		fprintf(stderr, "wisp-vmm: %s\n", err.msg);
 		vm_destroy(&vm);
 		return WISP_EXIT_BAD_CONFIG;
 	}
@@ -208,17 +207,25 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	if (vm_build(&vm, &err) < 0) {
-		wlog_error("building the VM: %s", err.msg);
+	/* The event loop, metrics, and the API thread (unless --no-api). */
+	static struct api_vmm api;
+	const struct api_vmm_opts aopts = {
+		.api_sock = o.no_api ? NULL : o.api_sock,
+		.id = o.id,
+		.metrics_path = o.metrics_path,
+	};
+	if (api_vmm_init(&api, &vm, &aopts, &err) < 0) {
+		wlog_error("%s", err.msg);
 		fprintf(stderr, "wisp-vmm: %s\n", err.msg);
-		code = vm.config_error ? WISP_EXIT_BAD_CONFIG : WISP_EXIT_GENERIC;
+		api_vmm_fini(&api);
 		vm_destroy(&vm);
-		return code;
+		return WISP_EXIT_BAD_ARGS;
 	}
 	struct signal_ctx sc = { .vm = &vm };
 	int sfd = sc.fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0 || evloop_add(&vm.loop, sfd, EPOLLIN, on_signal, &sc) < 0) {
 		wlog_error("signalfd: %s", strerror(errno));
+		api_vmm_fini(&api);
 		vm_destroy(&vm);
 		return WISP_EXIT_GENERIC;
 	}
@@ -232,14 +239,17 @@ int main(int argc, char **argv)
 		tcsetattr(STDIN_FILENO, TCSANOW, &t);
 	}
 
-	/* vCPU threads exist before the VMM thread's own filter goes on: its
-	 * filter would otherwise be inherited by them. */
-	if (vm_start(&vm, &err) < 0 || seccomp_install(SECCOMP_VMM, &err) < 0) {
+	/* --config-file boots at once; otherwise InstanceStart does. Either
+	 * way the VMM thread's filter goes on right after the vCPU threads
+	 * exist (api_vm.c): its filter would otherwise be inherited by them. */
+	if (o.config_file && api_vmm_boot(&api, &err) < 0) {
 		wlog_error("starting the VM: %s", err.msg);
-		vm_request_exit(&vm, WISP_EXIT_GENERIC);
+		fprintf(stderr, "wisp-vmm: %s\n", err.msg);
+		vm_request_exit(&vm, vm.config_error ? WISP_EXIT_BAD_CONFIG : WISP_EXIT_GENERIC);
 	}
 	code = evloop_run(&vm.loop);
 
+	api_vmm_fini(&api);
 	vm_destroy(&vm);
 	close(sfd);
 	if (raw)

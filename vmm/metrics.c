@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <linux/kvm.h>
 
 #include "common/cleanup.h"
 #include "common/io.h"
@@ -90,6 +91,26 @@ void metrics_vcpu_exit(enum metrics_exit reason)
 	if ((unsigned)reason >= METRICS_EXIT_COUNT)
 		reason = METRICS_EXIT_OTHER;
 	atomic_fetch_add_explicit(&reg.exits[reason], 1, memory_order_relaxed);
+}
+
+void metrics_kvm_exit(const struct kvm_run *run)
+{
+	enum metrics_exit m;
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		m = run->io.direction == KVM_EXIT_IO_OUT ? METRICS_EXIT_IO_OUT : METRICS_EXIT_IO_IN;
+		break;
+	case KVM_EXIT_MMIO:
+		m = run->mmio.is_write ? METRICS_EXIT_MMIO_WRITE : METRICS_EXIT_MMIO_READ;
+		break;
+	case KVM_EXIT_HLT: m = METRICS_EXIT_HLT; break;
+	case KVM_EXIT_SHUTDOWN: m = METRICS_EXIT_SHUTDOWN; break;
+	case KVM_EXIT_SYSTEM_EVENT: m = METRICS_EXIT_SYSTEM_EVENT; break;
+	case KVM_EXIT_FAIL_ENTRY: m = METRICS_EXIT_FAIL_ENTRY; break;
+	case KVM_EXIT_INTERNAL_ERROR: m = METRICS_EXIT_INTERNAL_ERROR; break;
+	default: m = METRICS_EXIT_OTHER; break;
+	}
+	metrics_vcpu_exit(m);
 }
 
 void metrics_api_request(const char *endpoint, bool failed)

@@ -64,6 +64,9 @@ static inline void metrics_dev_add(struct metrics_dev *d, enum metrics_dev_count
 }
 
 void metrics_vcpu_exit(enum metrics_exit reason);
+/* The same from a vCPU's kvm_run after KVM_RUN returned. */
+struct kvm_run;
+void metrics_kvm_exit(const struct kvm_run *run);
 /* One API request on endpoint ("put_drives"); failed: answered 4xx/5xx. */
 void metrics_api_request(const char *endpoint, bool failed);
 

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "cpu.h"
 #include "kvm.h"
+#include "metrics.h"
 #include "seccomp.h"
 #include "vm.h"
 
@@ -117,6 +118,7 @@ static bool vcpu_handle_exit(struct vcpu *v)
 {
 	struct kvm_run *run = v->run;
 	char why[128];
+	metrics_kvm_exit(run);
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		vcpu_io(v);

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# wisp-vmm's API on the host, no KVM needed: the real binary serving its Unix
+# socket; every endpoint's happy path and refusals with curl; hostile clients
+# (garbage bytes, partial and slow requests, oversized bodies, header floods,
+# too many connections) while the process stays up and keeps answering;
+# config PUTs before start; logger and metrics files; a refused existing
+# socket path; --config-file refusals with exit 152; clean exit on SIGTERM.
+# What needs a running guest is in the lane (tests/lane/cases/5x-*.sh).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+VMM=$PWD/$BUILD/bin/wisp-vmm
+pass=0; fail=0; skip=0
+ok()   { pass=$((pass + 1)); echo "ok: $*"; }
+bad()  { fail=$((fail + 1)); echo "FAIL: $*"; }
+skp()  { skip=$((skip + 1)); echo "SKIPPED: $*"; }
+finish() {
+	echo "api: $pass passed, $fail failed, $skip skipped"
+	[ "$fail" -eq 0 ]
+	exit $?
+}
+if [ ! -x "$VMM" ]; then
+	bad "$VMM is not built"
+	finish
+fi
+for tool in curl socat; do
+	command -v $tool >/dev/null || { skp "$tool is not installed"; finish; }
+done
+
+T=$(mktemp -d /tmp/wisp-api-suite.XXXXXX)
+SOCK=$T/api.sock
+PIDS=()
+cleanup() {
+	local p
+	for p in ${PIDS[@]+"${PIDS[@]}"}; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+# api METHOD PATH [BODY]: sets ST (status) and BODY (response text).
+api() {
+	local args=(-s --max-time 20 --unix-socket "$SOCK" -o "$T/resp" -w '%{http_code}' -X "$1")
+	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	ST=$(curl "${args[@]}" "http://localhost$2" 2>/dev/null) || ST=000
+	BODY=$(cat "$T/resp" 2>/dev/null)
+}
+# expect STATUS METHOD PATH [BODY] [TEXT]: status, and TEXT in the response.
+expect() {
+	local want=$1 text=${5:-}; shift
+	api "$@"
+	if [ "$ST" != "$want" ]; then
+		bad "$1 $2: status $ST, expected $want: $BODY"
+	elif [ -n "$text" ] && [[ "$BODY" != *"$text"* ]]; then
+		bad "$1 $2: response lacks '$text': $BODY"
+	else
+		ok "$1 $2 ${3:+$(printf '%.50s' "$3") }-> $ST${text:+ ($text)}"
+	fi
+}
+alive() {
+	if kill -0 "$VPID" 2>/dev/null; then
+		api GET /
+		if [ "$ST" = 200 ]; then ok "still serving after $1"; else bad "not answering after $1 (status $ST)"; fi
+	else
+		bad "wisp-vmm died after $1"
+	fi
+}
+
+"$VMM" --api-sock "$SOCK" --id suite-api --level Debug >"$T/vmm.log" 2>&1 &
+VPID=$!; PIDS+=("$VPID")
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+[ -S "$SOCK" ] || { bad "no API socket after 5 s"; cat "$T/vmm.log"; finish; }
+
+# ---- reading ----
+expect 200 GET / "" '"state":"Not started"'
+expect 200 GET / "" '"id":"suite-api"'
+expect 200 GET / "" '"app_name":"wisp"'
+expect 200 GET /version "" '"firecracker_version"'
+expect 200 GET /machine-config "" '"vcpu_count":1'
+expect 200 GET /vm/config "" '"machine-config"'
+
+# ---- configuration before start ----
+: >"$T/vmlinux"; : >"$T/rootfs.ext4"
+expect 204 PUT /boot-source "{\"kernel_image_path\": \"$T/vmlinux\", \"boot_args\": \"console=ttyS0\"}"
+expect 204 PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256, "smt": false}'
+expect 204 PATCH /machine-config '{"mem_size_mib": 512}'
+expect 200 GET /machine-config "" '"mem_size_mib":512'
+expect 204 PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/rootfs.ext4\", \"is_root_device\": true, \"is_read_only\": false}"
+expect 204 PUT /network-interfaces/eth0 '{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "06:00:ac:10:00:02"}'
+expect 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/v.sock\"}"
+expect 200 GET /vm/config "" '"drive_id":"rootfs"'
+expect 200 GET /vm/config "" '"guest_mac":"06:00:ac:10:00:02"'
+
+# ---- refusals: 400 with a fault_message naming the problem ----
+expect 400 PUT /machine-config '{"vcpu_count": 0, "mem_size_mib": 128}' 'machine-config.vcpu_count: must be between 1 and 32'
+expect 400 PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 128, "ht_enabled": true}' 'machine-config.ht_enabled: unknown field'
+expect 400 PUT /machine-config '{"vcpu_count": "2", "mem_size_mib": 128}' 'must be an integer'
+expect 400 PUT /boot-source '{"kernel_image_path": ' 'not valid JSON'
+expect 400 PUT /boot-source '' 'the request body is empty'
+expect 400 PUT /drives/other "{\"drive_id\": \"rootfs\", \"path_on_host\": \"/x\", \"is_root_device\": false}" "does not match the path's id"
+expect 400 PUT /drives/second '{"drive_id": "second", "path_on_host": "/x", "is_root_device": true}' 'a root device is already configured'
+expect 400 PUT /vsock '{"guest_cid": 2, "uds_path": "/v"}' 'vsock.guest_cid'
+expect 400 PUT /actions '{"action_type": "Reboot"}' 'actions.action_type: must be one of'
+expect 400 DELETE /drives/rootfs "" 'Invalid request method'
+expect 400 POST /actions '{"action_type": "InstanceStart"}' 'allowed: PUT'
+expect 400 GET /no/such/thing "" 'Invalid request method and/or path'
+expect 400 PATCH /vm '{"state": "Paused"}' 'not allowed before the VM is started'
+expect 400 PUT /actions '{"action_type": "SendCtrlAltDel"}' 'not allowed before the VM is started'
+expect 400 PATCH /drives/rootfs '{"drive_id": "rootfs", "path_on_host": "/x"}' 'not allowed before the VM is started'
+expect 400 PUT /actions '{"action_type": "FlushMetrics"}' 'no metrics path is configured'
+expect 200 GET /machine-config "" '"vcpu_count":2'
+
+# ---- logger and metrics ----
+expect 204 PUT /logger "{\"log_path\": \"$T/api.log\", \"level\": \"Info\", \"show_level\": true}"
+expect 204 PUT /metrics "{\"metrics_path\": \"$T/metrics.json\"}"
+expect 204 PUT /actions '{"action_type": "FlushMetrics"}'
+if grep -q '"put_machine_config":{"requests":' "$T/metrics.json" 2>/dev/null &&
+   grep -q '"fails":' "$T/metrics.json"; then
+	ok "FlushMetrics wrote a JSON line with per-endpoint API counters"
+else
+	bad "metrics file lacks API counters: $(head -c 400 "$T/metrics.json" 2>/dev/null)"
+fi
+if [ "$(wc -l <"$T/metrics.json")" -eq 1 ]; then ok "one metrics line per flush"; else bad "metrics lines: $(wc -l <"$T/metrics.json")"; fi
+if grep -q 'suite-api:.*logger configured' "$T/api.log" 2>/dev/null; then ok "log lines go to the PUT /logger path, with the VM id"; else bad "no log line in $T/api.log"; fi
+
+# ---- InstanceStart without /dev/kvm: refused, the process stays ----
+if [ -e /dev/kvm ] && [ -r /dev/kvm ]; then
+	skp "InstanceStart failure path (this host has /dev/kvm)"
+else
+	expect 400 PUT /actions '{"action_type": "InstanceStart"}' '/dev/kvm'
+	expect 200 GET / "" '"state":"Not started"'
+fi
+
+# ---- hostile clients ----
+printf '\x00\x01\xff\xfe garbage \r\n\r\n' | timeout 5 socat -t1 - UNIX-CONNECT:"$SOCK" >/dev/null 2>&1
+alive "garbage bytes"
+printf 'PUT /machine-config HTTP/1.1\r\nContent-Length: 500\r\n\r\n{"vcpu' | timeout 5 socat -t0.2 - UNIX-CONNECT:"$SOCK" >/dev/null 2>&1
+alive "a partial request"
+head -c 200000 /dev/zero | tr '\0' 'a' >"$T/big"
+ST=$(curl -s --max-time 10 --unix-socket "$SOCK" -o /dev/null -w '%{http_code}' -X PUT \
+	-H 'Content-Type: application/json' --data-binary @"$T/big" http://localhost/boot-source)
+if [ "$ST" = 413 ] || [ "$ST" = 400 ]; then ok "oversized body refused ($ST)"; else bad "oversized body: status $ST"; fi
+alive "an oversized body"
+{ printf 'GET / HTTP/1.1\r\nX-Flood: '; head -c 100000 /dev/zero | tr '\0' 'b'; printf '\r\n\r\n'; } |
+	timeout 5 socat -t1 - UNIX-CONNECT:"$SOCK" >"$T/flood" 2>/dev/null
+alive "a header flood"
+printf 'BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n' | timeout 5 socat -t1 - UNIX-CONNECT:"$SOCK" >"$T/brew" 2>/dev/null
+if grep -qE '^HTTP/1.1 (4|5)' "$T/brew"; then ok "an unknown HTTP method is refused ($(head -c 12 "$T/brew" | tail -c 3))"; else bad "unknown method: $(head -c 200 "$T/brew")"; fi
+alive "an unknown method"
+
+# Many idle connections: the server holds a bounded number, the rest wait in
+# the backlog; once they go, it serves again at once.
+HOLD=()
+for _ in $(seq 40); do
+	sleep 30 | socat -u - UNIX-CONNECT:"$SOCK" >/dev/null 2>&1 &
+	HOLD+=("$!"); PIDS+=("$!")
+done
+sleep 0.5
+nfd=$(ls /proc/"$VPID"/fd 2>/dev/null | wc -l)
+if [ "$nfd" -lt 40 ]; then ok "40 idle clients: the VMM holds $nfd fds (bounded)"; else bad "40 idle clients: the VMM holds $nfd fds"; fi
+for p in "${HOLD[@]}"; do pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
+wait "${HOLD[@]}" 2>/dev/null
+sleep 0.3
+alive "40 idle connections"
+
+# A client that sends half a request and stops is cut off by the deadline.
+mkfifo "$T/slow"
+(printf 'GET / HTTP/1.1\r\n'; sleep 40) >"$T/slow" &
+SLOW=$!; PIDS+=("$SLOW")
+t0=$(date +%s)
+timeout 30 socat -t0.2 - UNIX-CONNECT:"$SOCK" <"$T/slow" >/dev/null 2>&1
+rc=$?
+pkill -P "$SLOW" 2>/dev/null; kill "$SLOW" 2>/dev/null; wait "$SLOW" 2>/dev/null
+if [ "$rc" -ne 124 ]; then ok "a stalled client is disconnected (after $(( $(date +%s) - t0 )) s)"; else bad "a stalled client kept its connection for 30 s"; fi
+alive "a stalled client"
+
+# ---- a second VMM on the same socket path is refused ----
+"$VMM" --api-sock "$SOCK" --id dup >"$T/dup.log" 2>&1
+rc=$?
+if [ "$rc" -ne 0 ] && grep -q 'already exists' "$T/dup.log"; then ok "an existing socket path is refused (exit $rc)"; else bad "existing socket path: exit $rc: $(cat "$T/dup.log")"; fi
+alive "a refused second VMM"
+
+# ---- SIGTERM: exit 0, the socket path removed ----
+kill -TERM "$VPID"
+for _ in $(seq 100); do kill -0 "$VPID" 2>/dev/null || break; sleep 0.05; done
+wait "$VPID"; rc=$?
+if [ "$rc" -eq 0 ]; then ok "SIGTERM: exit 0"; else bad "SIGTERM: exit $rc"; fi
+if [ ! -e "$SOCK" ]; then ok "the socket path is removed at exit"; else bad "the socket path is left behind"; fi
+
+# ---- flags and the config file (validated before anything touches KVM) ----
+cat >"$T/bad.json" <<EOF
+{"boot-source": {"kernel_image_path": "$T/vmlinux"}, "machine-config": {"vcpu_count": 64, "mem_size_mib": 128}}
+EOF
+"$VMM" --no-api --config-file "$T/bad.json" >"$T/bad.log" 2>&1; rc=$?
+if [ "$rc" -eq 152 ] && grep -q 'machine-config.vcpu_count: must be between 1 and 32' "$T/bad.log"; then
+	ok "a config file with a bad value: exit 152 naming the key"
+else
+	bad "bad config file: exit $rc: $(cat "$T/bad.log")"
+fi
+echo '{"machine-config": {"vcpu_count": 1, "mem_size_mib": 128}, "drive": []}' >"$T/bad2.json"
+"$VMM" --no-api --config-file "$T/bad2.json" >"$T/bad2.log" 2>&1; rc=$?
+if [ "$rc" -eq 152 ] && grep -q 'configuration.drive: unknown field' "$T/bad2.log"; then
+	ok "a config file with an unknown key: exit 152 naming it"
+else
+	bad "unknown key config: exit $rc: $(cat "$T/bad2.log")"
+fi
+"$VMM" --no-api >"$T/noapi.log" 2>&1; rc=$?
+if [ "$rc" -eq 153 ]; then ok "--no-api without --config-file: exit 153"; else bad "--no-api alone: exit $rc"; fi
+
+finish

@@ -1,0 +1,131 @@
+/* The API's VM operations over struct vm, and the setup wisp-vmm's main
+ * calls: the event loop, the metrics timer, logger and metrics from flags
+ * and the config file, the API server, InstanceStart for --config-file. */
+#include "api_vm.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "metrics.h"
+#include "seccomp.h"
+
+/* Device updates after boot belong to the virtio devices (issue 4). They
+ * are weak references so this file links before the devices provide them;
+ * without them PATCH /drives and PATCH /network-interfaces answer 400
+ * saying so. */
+int virtio_blk_update(struct vm *vm, const char *drive_id, const char *path_on_host,
+		      const struct vmcfg_rate_limiter *rl, struct wisp_err *err)
+	__attribute__((weak));
+int virtio_net_update(struct vm *vm, const char *iface_id, const struct vmcfg_rate_limiter *rx,
+		      const struct vmcfg_rate_limiter *tx, struct wisp_err *err)
+	__attribute__((weak));
+
+static int op_start(void *ctx, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	int r;
+	if (a->broken)
+		return wisp_err_set(err, EINVAL, "an earlier InstanceStart failed half way; "
+				    "start a new wisp-vmm");
+	/* The VMM thread's seccomp filter goes on once the vCPU threads exist
+	 * (they would inherit it otherwise); this runs on the VMM thread. */
+	if ((r = vm_build(a->vm, err)) < 0 || (r = vm_start(a->vm, err)) < 0 ||
+	    (r = seccomp_install(SECCOMP_VMM, err)) < 0) {
+		a->broken = true;
+		return r;
+	}
+	return 0;
+}
+
+static int op_pause(void *ctx, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	return vm_pause(a->vm, err);
+}
+
+static int op_resume(void *ctx, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	return vm_resume(a->vm, err);
+}
+
+static int op_ctrl_alt_del(void *ctx, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	return vm_send_ctrl_alt_del(a->vm, err);
+}
+
+static int op_drive_update(void *ctx, const struct vmcfg_drive *d, const char *path,
+			   const struct vmcfg_rate_limiter *rl, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	if (!virtio_blk_update)
+		return wisp_err_set(err, EOPNOTSUPP,
+				    "drives: this build's block device cannot change after boot");
+	return virtio_blk_update(a->vm, d->drive_id, path, rl, err);
+}
+
+static int op_net_update(void *ctx, const struct vmcfg_net *n, const struct vmcfg_rate_limiter *rx,
+			 const struct vmcfg_rate_limiter *tx, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	if (!virtio_net_update)
+		return wisp_err_set(err, EOPNOTSUPP,
+				    "network-interfaces: this build's net device cannot change after boot");
+	return virtio_net_update(a->vm, n->iface_id, rx, tx, err);
+}
+
+static const struct api_vmm_ops vm_ops = {
+	.start = op_start,
+	.pause = op_pause,
+	.resume = op_resume,
+	.ctrl_alt_del = op_ctrl_alt_del,
+	.drive_update = op_drive_update,
+	.net_update = op_net_update,
+};
+
+int api_vmm_init(struct api_vmm *a, struct vm *vm, const struct api_vmm_opts *o,
+		 struct wisp_err *err)
+{
+	int r;
+	memset(a, 0, sizeof(*a));
+	a->vm = vm;
+	api_ctl_init(&a->ctl, &vm->cfg, o->id, &vm_ops, a);
+
+	/* The config file's logger and metrics sections, then the flags. */
+	if (vm->cfg.logger.present && (r = api_ctl_apply_logger(&vm->cfg.logger, err)) < 0)
+		return r;
+	if (o->metrics_path) {
+		free(vm->cfg.metrics.metrics_path);
+		vm->cfg.metrics.metrics_path = strdup(o->metrics_path);
+		if (!vm->cfg.metrics.metrics_path)
+			return wisp_err_set(err, ENOMEM, "--metrics-path: out of memory");
+		vm->cfg.metrics.present = true;
+	}
+	if (vm->cfg.metrics.present && (r = api_ctl_apply_metrics(&vm->cfg.metrics, err)) < 0)
+		return r;
+
+	/* The loop runs before the VM exists: API requests execute on it. */
+	if ((r = evloop_init(&vm->loop, err)) < 0)
+		return r;
+	if ((r = metrics_start_timer(&vm->loop, err)) < 0)
+		return r;
+	if (o->api_sock && (r = api_server_start(&a->srv, o->api_sock, &a->ctl, &vm->loop, err)) < 0)
+		return r;
+	return 0;
+}
+
+int api_vmm_boot(struct api_vmm *a, struct wisp_err *err)
+{
+	return api_ctl_instance_start(&a->ctl, err);
+}
+
+void api_vmm_fini(struct api_vmm *a)
+{
+	struct wisp_err err = { 0 };
+	api_server_stop(a->srv);
+	a->srv = NULL;
+	if (a->vm->cfg.metrics.present && metrics_flush(&err) < 0)
+		wlog_warn("%s", err.msg);
+}
