@@ -47,39 +47,46 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	/* As init, the kernel passes unknown boot arguments in argv: ignore
-	 * them rather than refuse to start. */
-	if (!a.pid1) {
-		int c;
-		while ((c = getopt_long(argc, argv, "l:rL:h", opts, NULL)) != -1) {
-			switch (c) {
-			case 'l':
-				a.listen = optarg;
-				break;
-			case 'r':
-				a.apply_restore = 1;
-				break;
-			case 'L': {
-				enum wisp_log_level lvl;
-				if (wisp_log_level_parse(optarg, &lvl) < 0) {
-					fprintf(stderr, "wisp-agent: bad log level \"%s\"\n", optarg);
-					return 2;
-				}
+	/* As init, the kernel passes the boot arguments it does not know (and
+	 * anything after "--") in argv: options are still honoured, the rest is
+	 * ignored rather than refused, since init must start. */
+	int c;
+	opterr = !a.pid1;
+	while ((c = getopt_long(argc, argv, "l:rL:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			a.listen = optarg;
+			break;
+		case 'r':
+			a.apply_restore = 1;
+			break;
+		case 'L': {
+			enum wisp_log_level lvl;
+			if (wisp_log_level_parse(optarg, &lvl) == 0)
 				wisp_log_set_level(lvl);
-				break;
+			else if (!a.pid1) {
+				fprintf(stderr, "wisp-agent: bad log level \"%s\"\n", optarg);
+				return 2;
 			}
-			case 'h':
+			break;
+		}
+		case 'h':
+			if (!a.pid1) {
 				usage(stdout);
 				return 0;
-			default:
+			}
+			break;
+		default:
+			if (!a.pid1) {
 				usage(stderr);
 				return 2;
 			}
+			break;
 		}
-		if (optind != argc) {
-			usage(stderr);
-			return 2;
-		}
+	}
+	if (optind != argc && !a.pid1) {
+		usage(stderr);
+		return 2;
 	}
 
 	if (a.pid1) {

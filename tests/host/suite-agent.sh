@@ -58,6 +58,16 @@ wait_gone() {
 	return 1
 }
 running() { pgrep -f "$1" >/dev/null; }
+# wait_pid PID: wait for a child of this shell, 20 s at most (then kill it);
+# returns its exit status, 124 on timeout
+wait_pid() {
+	for _ in $(seq 400); do
+		kill -0 "$1" 2>/dev/null || { wait "$1"; return $?; }
+		sleep 0.05
+	done
+	kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null
+	return 124
+}
 wait_file() { for _ in $(seq 200); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 
 # --- building raw frames (little-endian) --------------------------------------
@@ -292,7 +302,7 @@ if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
 	"$CTLBIN" --unix "$S2" restored --entropy-bytes 32 --no-clock > "$T/o" 2>&1
 	check "RESTORED --apply-restore as root: entropy added, clock left alone" \
 		grep -q 'entropy_added=1 clock_set=0 clock_step_ns=0' "$T/o"
-	"$CTLBIN" --unix "$S2" shutdown >/dev/null; wait "$a2"
+	"$CTLBIN" --unix "$S2" shutdown >/dev/null; wait_pid "$a2"
 else
 	skp "applying RESTORED needs root (RNDADDENTROPY)"
 fi
@@ -303,14 +313,62 @@ BG+=($!)
 for _ in $(seq 100); do pgrep -f "^sleep 4000.$TAG" >/dev/null && break; sleep 0.05; done
 ctl shutdown; rc=$?
 check "SHUTDOWN acknowledged" [ $rc = 0 ]
-wait "$APID"; arc=$?
+wait_pid "$APID"; arc=$?
 APID=
 check "the agent exits 0 after SHUTDOWN and removes its socket" bash -c "[ $arc = 0 ] && [ ! -e '$S' ]"
 check "SHUTDOWN killed the handler still running" wait_gone "^sleep 4000.$TAG"
 start_agent "$S" "$T/agent.log"
-kill -TERM "$APID"; wait "$APID"; arc=$?
+kill -TERM "$APID"; wait_pid "$APID"; arc=$?
 APID=
 check "SIGTERM: the agent exits 0" [ $arc = 0 ]
+
+# --- as PID 1, in fresh pid/mount/UTS/net/IPC namespaces -----------------------------
+# The init duties for real, without a VM: the namespaces keep the mounts,
+# hostname and loopback away from the host. RESTORED here must carry no
+# wall clock: CLOCK_REALTIME is not namespaced. The socket lives under
+# /var/tmp because the agent mounts fresh tmpfs on /tmp and /run.
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null &&
+	unshare --pid --fork --mount --uts --net --ipc true 2>/dev/null; then
+	P1=$(mktemp -d /var/tmp/wisp-agent-pid1.XXXXXX)
+	unshare --pid --fork --mount --uts --net --ipc --kill-child \
+		"$AGENT" --listen "unix:$P1/s" --level debug 2>>"$T/agent.log" &
+	p1=$!; BG+=("$p1")
+	wait_file "$P1/s"
+	p1ctl() { "$CTLBIN" --unix "$P1/s" --io-timeout-ms 30000 "$@"; }
+	out=$(p1ctl hello)
+	check "PID 1: HELLO has the PID1 capability" grep -q 'caps=0x1f ' <<<"$out"
+	p1ctl invoke /bin/cat /proc/mounts > "$T/m"
+	allm=1
+	for m in " /proc proc" " /sys sysfs" " /dev devtmpfs" " /dev/pts devpts" " /dev/shm tmpfs" \
+		" /tmp tmpfs" " /run tmpfs"; do
+		grep -q "$m" "$T/m" || { allm=0; echo "missing mount:$m"; }
+	done
+	check "PID 1: /proc /sys /dev /dev/pts /dev/shm /tmp /run mounted" [ $allm = 1 ]
+	check "PID 1: hostname set (default wisp)" [ "$(p1ctl invoke /bin/hostname)" = wisp ]
+	lo=$(p1ctl invoke /bin/cat /sys/class/net/lo/flags)
+	check "PID 1: loopback up" [ $((${lo:-0} & 1)) = 1 ]
+	p1ctl invoke /bin/sh -c "sleep 0.1 & sleep 0.2 & exit 0" >/dev/null
+	p1ctl invoke /bin/sh -c "(sleep 0.1 &) ; setsid sleep 0.2 & exit 0" >/dev/null
+	sleep 1
+	z=$(p1ctl invoke /bin/sh -c 'grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null | wc -l')
+	check "PID 1: orphans (and a handler's setsid daemon) reaped, no zombies" [ "$z" = 0 ]
+	out=$(p1ctl restored --entropy-bytes 64 --no-clock)
+	check "PID 1: RESTORED adds entropy (applied by default as init)" \
+		grep -q 'entropy_added=1 clock_set=0' <<<"$out"
+	p1ctl exec /bin/sh -c "echo up; sleep 5000.$TAG" >/dev/null 2>&1 &
+	for _ in $(seq 100); do running "^sleep 5000.$TAG" && break; sleep 0.05; done
+	check "PID 1: SHUTDOWN acknowledged" p1ctl shutdown
+	wait_pid "$p1"; rc=$?
+	# init calling reboot() in a pid namespace ends the namespace: the kernel
+	# kills its init with SIGHUP (status 129 from unshare)
+	check "PID 1: SHUTDOWN ends in reboot() (the namespace's init killed by SIGHUP)" [ $rc = 129 ]
+	check "PID 1: every process of the guest is gone" wait_gone "^sleep 5000.$TAG"
+	grep -q 'rebooting to end the microVM' "$T/agent.log" && ok "PID 1: logged the reboot" \
+		|| bad "PID 1: no reboot line in the log"
+	rm -rf "$P1"
+else
+	skp "PID 1 checks need root and unshare of pid/mount/uts/net/ipc namespaces"
+fi
 
 if grep -q 'Sanitizer' "$T/agent.log"; then
 	bad "sanitizer reports in the agent's log:"; grep -A20 'Sanitizer' "$T/agent.log" | head -40
