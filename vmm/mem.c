@@ -3,6 +3,7 @@
 #include "mem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -104,8 +105,30 @@ int gmem_add_region(struct gmem *m, uint64_t gpa, void *host, uint64_t size)
 	return 0;
 }
 
+int gmem_track_dirty(struct gmem *m, struct wisp_err *err)
+{
+	for (int i = 0; i < m->nr_regions; i++) {
+		if (m->vmm_dirty[i])
+			continue;
+		size_t words = (m->regions[i].size / WISP_PAGE_SIZE + 63) / 64;
+		m->vmm_dirty[i] = calloc(words ? words : 1, sizeof(uint64_t));
+		if (!m->vmm_dirty[i])
+			return wisp_err_set(err, ENOMEM, "no memory for the dirty page bitmap");
+	}
+	return 0;
+}
+
+static void gmem_mark_dirty(const struct gmem *m, int i, uint64_t off, uint64_t len)
+{
+	uint64_t *bm = m->vmm_dirty[i];
+	for (uint64_t pg = off / WISP_PAGE_SIZE; pg <= (off + len - 1) / WISP_PAGE_SIZE; pg++)
+		__atomic_fetch_or(&bm[pg / 64], 1ull << (pg % 64), __ATOMIC_RELAXED);
+}
+
 void gmem_destroy(struct gmem *m)
 {
+	for (int i = 0; i < GMEM_MAX_REGIONS; i++)
+		free(m->vmm_dirty[i]);
 	if (m->owned) {
 		for (int i = 0; i < m->nr_regions; i++)
 			if (m->regions[i].host)
@@ -120,8 +143,12 @@ void *gmem_ptr(const struct gmem *m, uint64_t gpa, uint64_t len)
 		return NULL;
 	for (int i = 0; i < m->nr_regions; i++) {
 		const struct gmem_region *r = &m->regions[i];
-		if (gpa >= r->gpa && gpa - r->gpa <= r->size && len <= r->size - (gpa - r->gpa))
+		if (gpa >= r->gpa && gpa - r->gpa <= r->size && len <= r->size - (gpa - r->gpa)) {
+			/* Any pointer handed out may be written through. */
+			if (m->vmm_dirty[i])
+				gmem_mark_dirty(m, i, gpa - r->gpa, len);
 			return r->host + (gpa - r->gpa);
+		}
 	}
 	return NULL;
 }

@@ -24,6 +24,10 @@ struct gmem {
 	int nr_regions;
 	uint64_t ram_size;  /* sum of region sizes */
 	bool owned;         /* mappings are munmap'ed by gmem_destroy */
+	/* With track_dirty_pages: one bit per page of each region that the VMM
+	 * itself may have written through gmem_ptr() (device DMA, which KVM's
+	 * dirty log does not see). Diff snapshots take these with KVM's. */
+	uint64_t *vmm_dirty[GMEM_MAX_REGIONS];
 };
 
 /* Lay out ram_size bytes of anonymous memory: [0, min(ram, GAP_START)) and,
@@ -35,6 +39,8 @@ int gmem_init_file(struct gmem *m, uint64_t ram_size, int fd, struct wisp_err *e
 /* Describe caller-owned host memory as guest RAM (unit tests, fuzzers). */
 int gmem_add_region(struct gmem *m, uint64_t gpa, void *host, uint64_t size);
 void gmem_destroy(struct gmem *m);
+/* Start marking, in vmm_dirty, every page gmem_ptr() hands out. */
+int gmem_track_dirty(struct gmem *m, struct wisp_err *err);
 
 /* Host pointer for [gpa, gpa+len) or NULL when any byte of it is outside
  * one RAM region (including overflow of gpa+len). len 0 is refused. */

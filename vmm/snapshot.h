@@ -255,6 +255,23 @@ void snap_load_req_free(struct snap_load_req *r);
 int snap_apply_overrides(struct vm_config *cfg, const struct snap_load_req *req,
 			 struct wisp_err *err);
 
+/* The whole VM (snapshot_vm.c). create: only while Paused; writes the
+ * memory file (Full: every non-zero page; Diff: KVM's dirty log plus the
+ * VMM's own writes since the previous snapshot, needs track_dirty_pages)
+ * and the state file, both renamed into place together. load: into a
+ * fresh VMM; every check (state file, memory file, configuration,
+ * overrides) runs before KVM is touched; on success the vCPU threads exist
+ * but are parked and the VM is Paused. */
+struct vm;
+struct serial;
+struct i8042;
+int snap_vm_create(struct vm *vm, const struct snap_create_req *req, struct wisp_err *err);
+int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err *err);
+int snap_serial_save(struct serial *s, struct snap_writer *w);
+int snap_serial_restore(struct serial *s, struct snap_image *img, struct wisp_err *err);
+int snap_i8042_save(struct i8042 *k, struct snap_writer *w);
+int snap_i8042_restore(struct i8042 *k, struct snap_image *img, struct wisp_err *err);
+
 /* Device hooks: every device saves and restores its own state struct under
  * its own section id, with these signatures (instance = device slot for
  * virtio, 0 for the legacy devices):

@@ -195,7 +195,10 @@ static int vm_create_vcpus(struct vm *vm, struct wisp_err *err)
 	return r;
 }
 
-int vm_build(struct vm *vm, struct wisp_err *err)
+/* mem_fd < 0: a fresh boot (anonymous RAM, the kernel loaded); otherwise
+ * RAM is the snapshot memory file mem_fd, mapped MAP_PRIVATE, and no kernel
+ * is loaded: the snapshot's vCPU state replaces the boot state. */
+static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
 {
 	int r;
 	if (vm->cfg.machine.vcpu_count < 1 || vm->cfg.machine.vcpu_count > WISP_MAX_VCPUS)
@@ -207,10 +210,14 @@ int vm_build(struct vm *vm, struct wisp_err *err)
 		return r;
 	if ((r = kvm_open_vm(vm, err)))
 		return r;
-	if ((r = gmem_init_anon(&vm->mem, (uint64_t)vm->cfg.machine.mem_size_mib << 20, err))) {
+	uint64_t ram = (uint64_t)vm->cfg.machine.mem_size_mib << 20;
+	r = mem_fd < 0 ? gmem_init_anon(&vm->mem, ram, err) : gmem_init_file(&vm->mem, ram, mem_fd, err);
+	if (r) {
 		vm->config_error = r == -EINVAL;
 		return r;
 	}
+	if (vm->cfg.machine.track_dirty_pages && (r = gmem_track_dirty(&vm->mem, err)))
+		return r;
 	if ((r = kvm_map_memory(vm, err)))
 		return r;
 	if ((r = vm_build_legacy_devices(vm, err)))
@@ -221,11 +228,23 @@ int vm_build(struct vm *vm, struct wisp_err *err)
 		vm->config_error = true;
 		return r;
 	}
-	if ((r = vm_load_guest(vm, err))) {
+	if (mem_fd < 0 && (r = vm_load_guest(vm, err))) {
 		vm->config_error = true;
 		return r;
 	}
 	return vm_create_vcpus(vm, err);
+}
+
+int vm_build(struct vm *vm, struct wisp_err *err)
+{
+	return vm_build_from(vm, -1, err);
+}
+
+int vm_build_restored(struct vm *vm, int mem_fd, struct wisp_err *err)
+{
+	if (mem_fd < 0)
+		return wisp_err_set(err, EBADF, "no snapshot memory file");
+	return vm_build_from(vm, mem_fd, err);
 }
 
 int vm_start(struct vm *vm, struct wisp_err *err)

@@ -77,6 +77,10 @@ void vm_init(struct vm *vm);
 /* Create the KVM VM (irqchip, PIT, memory, legacy devices, virtio devices,
  * kernel load, boot state) from vm->cfg; no vCPU runs yet. */
 int vm_build(struct vm *vm, struct wisp_err *err);
+/* The same VM over a snapshot's memory file (mapped MAP_PRIVATE, so clean
+ * pages stay shared through the page cache), without loading a kernel:
+ * snap_vm_load() then restores every component's state. */
+int vm_build_restored(struct vm *vm, int mem_fd, struct wisp_err *err);
 /* Start the vCPU threads (InstanceStart). */
 int vm_start(struct vm *vm, struct wisp_err *err);
 /* Stop every vCPU at a safe point (out of KVM_RUN, registers consistent);

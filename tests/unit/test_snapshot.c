@@ -600,3 +600,21 @@ Test(snapreq, load_and_overrides)
 	load_refused("{\"snapshot_path\":\"s\",\"mem_file_path\":\"m\",\"bogus\":true}",
 		     "bogus: unknown field");
 }
+
+Test(snapreq, vmm_writes_are_tracked_for_diffs)
+{
+	struct gmem m;
+	memset(&m, 0, sizeof(m));
+	uint8_t *ram = calloc(64, PG);
+	cr_assert_eq(gmem_add_region(&m, 0, ram, 64 * PG), 0);
+	cr_assert_not_null(gmem_ptr(&m, 0, 16));
+	cr_assert_null(m.vmm_dirty[0], "nothing is tracked unless asked");
+	struct wisp_err e = { 0 };
+	cr_assert_eq(gmem_track_dirty(&m, &e), 0);
+	cr_assert_not_null(gmem_ptr(&m, 3 * PG + 100, PG));        /* pages 3 and 4 */
+	cr_assert_not_null(gmem_ptr(&m, 63 * PG, PG));             /* the last page */
+	cr_assert_null(gmem_ptr(&m, 63 * PG, PG + 1));             /* refused: not marked */
+	cr_assert_eq(m.vmm_dirty[0][0], (1ull << 3) | (1ull << 4) | (1ull << 63));
+	free(m.vmm_dirty[0]);
+	free(ram);
+}
