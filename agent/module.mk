@@ -16,21 +16,6 @@ $(BUILD)/bin/wisp-agent-ctl: $(BUILD)/agent/ctl.o $(BUILD)/libwispcommon.a
 
 BINS += $(BUILD)/bin/wisp-agent $(BUILD)/bin/wisp-agent-ctl
 
-# libFuzzer target for the protocol codec: `make fuzz` builds every fuzz
-# target into build-fuzz/ (other modules add theirs to the same goal);
-# `make fuzz-proto-run` runs this one for FUZZ_SECONDS.
-FUZZ_BUILD ?= build-fuzz
-FUZZ_CC ?= clang
-FUZZ_CFLAGS ?= -std=gnu11 -g -O1 -D_GNU_SOURCE -I. -Icommon \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_SECONDS ?= 30
-$(FUZZ_BUILD)/fuzz-proto: tests/fuzz/fuzz_proto.c common/proto.c common/err.c common/proto.h
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ tests/fuzz/fuzz_proto.c common/proto.c common/err.c
-
-.PHONY: fuzz fuzz-proto-run
-fuzz: $(FUZZ_BUILD)/fuzz-proto
-fuzz-proto-run: $(FUZZ_BUILD)/fuzz-proto
-	@mkdir -p $(FUZZ_BUILD)/corpus-proto
-	$(FUZZ_BUILD)/fuzz-proto -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
-		$(FUZZ_BUILD)/corpus-proto
+# The protocol codec's fuzz target is tests/fuzz/fuzz_proto.c, built and run
+# by `make fuzz` (tests/fuzz/module.mk) with its seeds in
+# tests/fuzz/corpus/fuzz_proto/.
