@@ -66,10 +66,13 @@ static int attach(struct vm *vm, struct virtio_mmio_dev *d, struct wisp_err *err
 	return 0;
 }
 
-static int add(struct vm *vm, int r, struct virtio_mmio_dev *d, struct wisp_err *err)
+/* Takes &d, not d: C leaves the order of argument evaluation open, so the
+ * create call in the same argument list may run after d was read. */
+static int add(struct vm *vm, int r, struct virtio_mmio_dev **dp, struct wisp_err *err)
 {
 	if (r < 0)
 		return r;
+	struct virtio_mmio_dev *d = *dp;
 	r = attach(vm, d, err);
 	if (r < 0)
 		virtio_device_free(d);
@@ -87,18 +90,18 @@ int virtio_devices_create(struct vm *vm, struct wisp_err *err)
 			const struct vmcfg_drive *dr = &cfg->drives[i];
 			if (dr->is_root_device != (pass == 0))
 				continue;
-			r = add(vm, virtio_blk_create(&vm->mem, &vm->loop, dr, &d, err), d, err);
+			r = add(vm, virtio_blk_create(&vm->mem, &vm->loop, dr, &d, err), &d, err);
 			if (r < 0)
 				return r;
 		}
 	}
 	for (int i = 0; i < cfg->nr_nets; i++) {
-		r = add(vm, virtio_net_create(&vm->mem, &vm->loop, &cfg->nets[i], &d, err), d, err);
+		r = add(vm, virtio_net_create(&vm->mem, &vm->loop, &cfg->nets[i], &d, err), &d, err);
 		if (r < 0)
 			return r;
 	}
 	if (cfg->vsock.present) {
-		r = add(vm, virtio_vsock_create(&vm->mem, &vm->loop, &cfg->vsock, &d, err), d, err);
+		r = add(vm, virtio_vsock_create(&vm->mem, &vm->loop, &cfg->vsock, &d, err), &d, err);
 		if (r < 0)
 			return r;
 	}
