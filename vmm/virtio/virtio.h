@@ -96,12 +96,14 @@ struct virtq_desc {
 	uint32_t len;
 	uint16_t flags;
 	uint16_t next;
-} __attribute__((packed));
+};
+_Static_assert(sizeof(struct virtq_desc) == 16, "virtq_desc layout");
 
 struct virtq_used_elem {
 	uint32_t id;
 	uint32_t len;
-} __attribute__((packed));
+};
+_Static_assert(sizeof(struct virtq_used_elem) == 8, "virtq_used_elem layout");
 
 /* One guest buffer of a chain: host pointer to the whole checked range. */
 struct virtq_buf {
