@@ -76,6 +76,33 @@ static int op_net_update(void *ctx, const struct vmcfg_net *n, const struct vmcf
 	return virtio_net_update(a->vm, n->iface_id, rx, tx, err);
 }
 
+static int op_snapshot_create(void *ctx, const struct snap_create_req *req, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	return snap_vm_create(a->vm, req, err);
+}
+
+static int op_snapshot_load(void *ctx, const struct snap_load_req *req, struct wisp_err *err)
+{
+	struct api_vmm *a = ctx;
+	if (a->broken)
+		return wisp_err_set(err, EINVAL, "an earlier load failed half way; start a new wisp-vmm");
+	int r = snap_vm_load(a->vm, req, err);
+	if (r < 0) {
+		/* Refused before KVM was touched: the VMM is still fresh. */
+		if (a->vm->kvm_fd >= 0)
+			a->broken = true;
+		else
+			a->vm->config_error = true;
+		return r;
+	}
+	/* As after InstanceStart: the VMM thread's filter once the vCPU
+	 * threads exist. */
+	if ((r = seccomp_install(SECCOMP_VMM, err)) < 0)
+		a->broken = true;
+	return r;
+}
+
 static const struct api_vmm_ops vm_ops = {
 	.start = op_start,
 	.pause = op_pause,
@@ -83,6 +110,8 @@ static const struct api_vmm_ops vm_ops = {
 	.ctrl_alt_del = op_ctrl_alt_del,
 	.drive_update = op_drive_update,
 	.net_update = op_net_update,
+	.snapshot_create = op_snapshot_create,
+	.snapshot_load = op_snapshot_load,
 };
 
 int api_vmm_init(struct api_vmm *a, struct vm *vm, const struct api_vmm_opts *o,
@@ -119,6 +148,23 @@ int api_vmm_init(struct api_vmm *a, struct vm *vm, const struct api_vmm_opts *o,
 int api_vmm_boot(struct api_vmm *a, struct wisp_err *err)
 {
 	return api_ctl_instance_start(&a->ctl, err);
+}
+
+int api_vmm_load_snapshot(struct api_vmm *a, struct snap_load_req *req, struct wisp_err *err)
+{
+	struct api_action act = { .kind = API_SNAPSHOT_LOAD, .endpoint = "put_snapshot_load" };
+	struct api_reply reply = { 0 };
+	act.u.snap_load = *req;
+	memset(req, 0, sizeof(*req));
+	api_ctl_execute(&a->ctl, &act, &reply);
+	api_action_free(&act);
+	int r = 0;
+	if (reply.status >= 400) {
+		const char *fm = json_string_value(json_object_get(reply.body, "fault_message"));
+		r = wisp_err_set(err, EINVAL, "%s", fm ? fm : "loading the snapshot failed");
+	}
+	api_reply_free(&reply);
+	return r;
 }
 
 void api_vmm_fini(struct api_vmm *a)

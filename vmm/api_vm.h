@@ -29,6 +29,9 @@ int api_vmm_init(struct api_vmm *a, struct vm *vm, const struct api_vmm_opts *o,
 		 struct wisp_err *err);
 /* InstanceStart without a request (--config-file): validate, build, start. */
 int api_vmm_boot(struct api_vmm *a, struct wisp_err *err);
+/* PUT /snapshot/load without a request (--restore-from, --load-snapshot):
+ * the same state checks and controller path. Takes req's contents. */
+int api_vmm_load_snapshot(struct api_vmm *a, struct snap_load_req *req, struct wisp_err *err);
 /* After evloop_run() returned: stop the API thread (its pending request
  * gets "shutting down"), remove the socket, flush metrics a last time. */
 void api_vmm_fini(struct api_vmm *a);

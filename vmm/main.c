@@ -32,6 +32,8 @@ struct opts {
 	const char *level;
 	const char *metrics_path;
 	bool no_api, boot_timer, no_seccomp;
+	const char *restore_from, *mem_file, *load_snapshot;   /* snapshots (docs/snapshot.md) */
+	bool resume, clock_realtime;
 	int seccomp_selftest;   /* hidden test flag: a thread kind, or none */
 };
 
@@ -48,6 +50,11 @@ static void usage(FILE *f)
 		"  --metrics-path PATH  write metrics as JSON lines to PATH\n"
 		"  --boot-timer         log the guest's boot time when it writes the boot timer\n"
 		"  --no-seccomp         do not install seccomp filters\n"
+		"  --restore-from STATE --mem-file MEM\n"
+		"                       restore a snapshot instead of booting (PUT /snapshot/load)\n"
+		"  --load-snapshot FILE restore with a PUT /snapshot/load JSON body (overrides)\n"
+		"  --resume             resume the restored VM at once (implied by --no-api)\n"
+		"  --clock-realtime     step the restored guest's clock to the host's time\n"
 		"  --help, --version\n");
 }
 
@@ -69,7 +76,8 @@ static bool id_valid(const char *id)
 static int parse_flags(int argc, char **argv, struct opts *o)
 {
 	enum { O_CONFIG = 256, O_NO_API, O_API_SOCK, O_ID, O_LOG_PATH, O_LEVEL, O_METRICS,
-	       O_BOOT_TIMER, O_NO_SECCOMP, O_HELP, O_VERSION, O_SECCOMP_SELFTEST };
+	       O_BOOT_TIMER, O_NO_SECCOMP, O_HELP, O_VERSION, O_SECCOMP_SELFTEST,
+	       O_RESTORE_FROM, O_MEM_FILE, O_LOAD_SNAPSHOT, O_RESUME, O_CLOCK_REALTIME };
 	static const struct option longopts[] = {
 		{ "config-file", required_argument, NULL, O_CONFIG },
 		{ "no-api", no_argument, NULL, O_NO_API },
@@ -83,6 +91,11 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		{ "help", no_argument, NULL, O_HELP },
 		{ "version", no_argument, NULL, O_VERSION },
 		{ "seccomp-selftest", required_argument, NULL, O_SECCOMP_SELFTEST },
+		{ "restore-from", required_argument, NULL, O_RESTORE_FROM },
+		{ "mem-file", required_argument, NULL, O_MEM_FILE },
+		{ "load-snapshot", required_argument, NULL, O_LOAD_SNAPSHOT },
+		{ "resume", no_argument, NULL, O_RESUME },
+		{ "clock-realtime", no_argument, NULL, O_CLOCK_REALTIME },
 		{ 0 },
 	};
 	int c;
@@ -98,6 +111,11 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		case O_METRICS: o->metrics_path = optarg; break;
 		case O_BOOT_TIMER: o->boot_timer = true; break;
 		case O_NO_SECCOMP: o->no_seccomp = true; break;
+		case O_RESTORE_FROM: o->restore_from = optarg; break;
+		case O_MEM_FILE: o->mem_file = optarg; break;
+		case O_LOAD_SNAPSHOT: o->load_snapshot = optarg; break;
+		case O_RESUME: o->resume = true; break;
+		case O_CLOCK_REALTIME: o->clock_realtime = true; break;
 		case O_SECCOMP_SELFTEST: {
 			enum seccomp_thread_kind k;
 			if (seccomp_kind_parse(optarg, &k) < 0) {
@@ -120,8 +138,21 @@ static int parse_flags(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "wisp-vmm: unexpected argument: %s\n", argv[optind]);
 		return WISP_EXIT_BAD_ARGS;
 	}
-	if (o->no_api && !o->config_file) {
-		fprintf(stderr, "wisp-vmm: --no-api needs --config-file\n");
+	bool restore = o->restore_from || o->load_snapshot;
+	if (!o->restore_from != !o->mem_file) {
+		fprintf(stderr, "wisp-vmm: --restore-from and --mem-file go together\n");
+		return WISP_EXIT_BAD_ARGS;
+	}
+	if ((o->restore_from && o->load_snapshot) || (restore && o->config_file)) {
+		fprintf(stderr, "wisp-vmm: use one of --config-file, --restore-from, --load-snapshot\n");
+		return WISP_EXIT_BAD_ARGS;
+	}
+	if ((o->resume || o->clock_realtime) && !restore) {
+		fprintf(stderr, "wisp-vmm: --resume and --clock-realtime need a snapshot to restore\n");
+		return WISP_EXIT_BAD_ARGS;
+	}
+	if (o->no_api && !o->config_file && !restore) {
+		fprintf(stderr, "wisp-vmm: --no-api needs --config-file or a snapshot to restore\n");
 		return WISP_EXIT_BAD_ARGS;
 	}
 	if (o->id && !id_valid(o->id)) {
@@ -172,6 +203,42 @@ static void on_signal(void *opaque, uint32_t events)
 	unsigned int signo = si.ssi_signo;
 	wlog_info("stopping on signal %u", signo);
 	vm_request_exit(c->vm, WISP_EXIT_OK);
+}
+
+/* The PUT /snapshot/load body that --restore-from or --load-snapshot
+ * stands for. Without the API nothing could resume the VM later, so
+ * --no-api resumes at once. */
+static int snapshot_request(const struct opts *o, struct snap_load_req *req, struct wisp_err *err)
+{
+	int r;
+	memset(req, 0, sizeof(*req));
+	if (o->load_snapshot) {
+		char *text = NULL;
+		if ((r = wisp_read_file(o->load_snapshot, API_MAX_BODY, &text, NULL, err)) < 0)
+			return r;
+		json_error_t je;
+		json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+		free(text);
+		if (!j)
+			return wisp_err_set(err, EINVAL, "%s: line %d: %s", o->load_snapshot, je.line,
+					    je.text);
+		r = snap_parse_load(j, req, err);
+		json_decref(j);
+		if (r < 0)
+			return wisp_err_prefix(err, "%s", o->load_snapshot);
+	} else {
+		req->snapshot_path = strdup(o->restore_from);
+		req->mem_path = strdup(o->mem_file);
+		if (!req->snapshot_path || !req->mem_path) {
+			snap_load_req_free(req);
+			return wisp_err_set(err, ENOMEM, "out of memory");
+		}
+	}
+	if (o->resume || o->no_api)
+		req->resume_vm = true;
+	if (o->clock_realtime)
+		req->clock_realtime = true;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -246,6 +313,18 @@ int main(int argc, char **argv)
 		wlog_error("starting the VM: %s", err.msg);
 		fprintf(stderr, "wisp-vmm: %s\n", err.msg);
 		vm_request_exit(&vm, vm.config_error ? WISP_EXIT_BAD_CONFIG : WISP_EXIT_GENERIC);
+	}
+	if (o.restore_from || o.load_snapshot) {
+		struct snap_load_req req;
+		int r = snapshot_request(&o, &req, &err);
+		if (r == 0)
+			r = api_vmm_load_snapshot(&api, &req, &err);
+		snap_load_req_free(&req);
+		if (r < 0) {
+			wlog_error("restoring the snapshot: %s", err.msg);
+			fprintf(stderr, "wisp-vmm: %s\n", err.msg);
+			vm_request_exit(&vm, vm.kvm_fd < 0 ? WISP_EXIT_BAD_CONFIG : WISP_EXIT_GENERIC);
+		}
 	}
 	code = evloop_run(&vm.loop);
 
