@@ -59,7 +59,7 @@ populate() {
 	printf '127.0.0.1 localhost\n' > "$d/etc/hosts"
 	: > "$d/etc/fstab"
 	if [ -d "$here/rootfs/handlers" ]; then
-		find "$here/rootfs/handlers" -mindepth 1 -maxdepth 1 ! -name '.*' -print0 | LC_ALL=C sort -z |
+		find "$here/rootfs/handlers" -mindepth 1 -maxdepth 1 ! -name '.*' ! -name README.md -print0 | LC_ALL=C sort -z |
 			xargs -0 -r cp -a -t "$d/usr/lib/wisp/handlers/"
 	fi
 }

@@ -14,13 +14,15 @@
 # Lines printed for tests start with "wisp-init: ".
 export PATH=/usr/bin:/bin:/usr/sbin:/sbin
 
-mountpoint -q /proc || mount -t proc proc /proc
-mountpoint -q /sys || mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+# (Debian's busybox has no `mountpoint` applet.)
+mounted() { grep -q "^[^ ]* $1 " /proc/mounts 2>/dev/null; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts
-mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
-mountpoint -q /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp
-mountpoint -q /run || mount -t tmpfs -o mode=755 tmpfs /run
+mounted /dev/pts || mount -t devpts devpts /dev/pts
+mounted /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp
+mounted /run || mount -t tmpfs -o mode=755 tmpfs /run
 # An initramfs has no /dev/console before devtmpfs: take the console now.
 [ -c /dev/console ] && exec </dev/console >/dev/console 2>&1
 hostname wisp 2>/dev/null

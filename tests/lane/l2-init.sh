@@ -14,6 +14,11 @@ exec </dev/null >/dev/console 2>&1
 /bin/busybox --install -s 2>/dev/null
 mkdir -p /dev/pts /dev/shm /tmp /run /sys/fs/cgroup
 mount -t devpts devpts /dev/pts
+# bash process substitution and /dev/stdin need these; devtmpfs has none.
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=755 tmpfs /run

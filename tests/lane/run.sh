@@ -84,7 +84,7 @@ fi
 # $outdir/summary ("PASSED FAILED SKIPPED DONE SETUP_FAILED").
 report() {
 	local line rest kind name status rc secs pass=0 fail=0 skip=0 done=0 setupfail=0 ready=0
-	local outbuf=$outdir/.case-output
+	local outbuf=$outdir/.case-output t0=$SECONDS
 	: > "$outbuf"
 	while IFS= read -r line || [ -n "$line" ]; do
 		line=${line//$'\r'/}
@@ -92,7 +92,7 @@ report() {
 		rest=${line#*"$P "}
 		kind=${rest%% *}; rest=${rest#"$kind"}; rest=${rest# }
 		case $kind in
-		setup-ok) echo "lane: L2 ready ($rest)"; ready=1 ;;
+		setup-ok) echo "lane: L2 ready after $((SECONDS - t0))s ($rest)"; ready=1 ;;
 		setup-fail) echo "lane: L2 setup failed: $rest"; setupfail=1 ;;
 		setup-log) echo "    $rest" ;;
 		start) read -r name secs <<<"$rest"; : > "$outbuf"; echo "RUN      $name (timeout ${secs}s)" ;;
@@ -153,6 +153,7 @@ vmlinuz=$(ls "$kdir"/boot/vmlinuz-* 2>/dev/null | head -n1)
 kver=${vmlinuz##*/vmlinuz-}
 mods=$kdir/lib/modules/$kver/kernel
 
+pack_t0=$SECONDS
 root=$outdir/l2root
 rm -rf "$root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,etc,dev,proc,sys,tmp,run,root,lane/modules}
@@ -208,7 +209,7 @@ install -m 0755 "$here/l2-init.sh" "$root/init"
 } > "$root/lane/env"
 ( cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 ) > "$outdir/l2-initramfs.cpio" ||
 	die "packing the L2 initramfs failed"
-echo "lane: L2 kernel $kver, initramfs $(( $(stat -c %s "$outdir/l2-initramfs.cpio") / 1048576 )) MiB; overall limit ${total_timeout}s"
+echo "lane: L2 kernel $kver, packed in $((SECONDS - pack_t0))s, initramfs $(( $(stat -c %s "$outdir/l2-initramfs.cpio") / 1048576 )) MiB; overall limit ${total_timeout}s"
 
 # ---- nested: boot it ----------------------------------------------------------------
 # HOST.md: TCG with emulated SVM and nested paging; -smp 2 (one vCPU stalls).

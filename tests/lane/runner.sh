@@ -79,6 +79,8 @@ for c in "$tests"/lane/cases/*.sh; do
 		# Logs the case left in its scratch dir (VMM output, guest serial).
 		for log in "$scratch"/*.log; do
 			[ -f "$log" ] || continue
+			# Skip the logs the case already showed (lib.sh's lane_show).
+			grep -qF -- "----- $(basename "$log") (last" "$outf" && continue
 			printf '%s out %s | ----- %s (last 80 lines) -----\n' "$P" "$name" "$(basename "$log")"
 			tail -n 80 "$log" > "$tmproot/.tail"; emit "$name" "$tmproot/.tail"
 		done
