@@ -16,7 +16,7 @@ BASE=$T/jails
 
 VMM=$PWD/$BUILD/bin/wisp-vmm
 what="wisp-vmm"
-if ! { [ -x "$VMM" ] && file "$VMM" | grep -q 'statically linked' && (
+if ! { [ -x "$VMM" ] && ! readelf -l "$VMM" 2>/dev/null | grep -q INTERP && (
 	"$VMM" --api-sock "$T/try.sock" >/dev/null 2>&1 & p=$!
 	for _ in $(seq 50); do [ -S "$T/try.sock" ] && break; sleep 0.1; done
 	kill -9 $p 2>/dev/null; [ -S "$T/try.sock" ]); }; then

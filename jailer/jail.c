@@ -79,10 +79,25 @@ static int step_pivot(const struct jail_fs *fs, struct wisp_err *err)
 		return wisp_err_set(err, EXDEV, "%s changed under the jailer", fs->root);
 	/* pivot_root(".", "."): the old root ends up stacked on the new one and
 	 * is detached right away (pivot_root(2)). */
-	if (syscall(SYS_pivot_root, ".", ".") < 0)
-		return wisp_err_sys(err, errno, "pivot_root into %s", fs->root);
-	if (umount2(".", MNT_DETACH) < 0)
+	if (syscall(SYS_pivot_root, ".", ".") < 0) {
+		int e = errno;
+		struct statfs sf;
+		/* The initramfs (rootfs) cannot be pivoted away from: move the
+		 * jail over / and chroot into it, as switch_root does. With every
+		 * capability dropped later (CAP_SYS_CHROOT included) the chroot
+		 * cannot be left. */
+		if (e != EINVAL || statfs("/", &sf) < 0 ||
+		    (sf.f_type != RAMFS_MAGIC && sf.f_type != TMPFS_MAGIC))
+			return wisp_err_sys(err, e, "pivot_root into %s", fs->root);
+		fprintf(stderr, "wisp-jailer: / is the initramfs: moving the jail over it and "
+			"chrooting instead of pivot_root\n");
+		if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+			return wisp_err_sys(err, errno, "move %s over / (initramfs root)", fs->root);
+		if (chroot(".") < 0)
+			return wisp_err_sys(err, errno, "chroot into %s", fs->root);
+	} else if (umount2(".", MNT_DETACH) < 0) {
 		return wisp_err_sys(err, errno, "detach the old root");
+	}
 	if (chdir("/") < 0)
 		return wisp_err_sys(err, errno, "chdir / in the jail");
 	return 0;

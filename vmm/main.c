@@ -254,6 +254,8 @@ int main(int argc, char **argv)
 		return WISP_EXIT_BAD_ARGS;
 	}
 	seccomp_configure(!o.no_seccomp, o.seccomp_selftest);
+	if (o.no_seccomp)
+		wlog_warn("seccomp filters are off (--no-seccomp)");
 
 	static struct vm vm;
 	vm_init(&vm);

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -78,6 +79,7 @@ struct sc_rule {
 	ALLOW(rt_sigaction),    /* abort() resets SIGABRT */ \
 	ALLOW(rt_sigreturn),    /* return from the vCPU kick and SIGSYS handlers */ \
 	ALLOW(restart_syscall), /* an interrupted sleep restarting */ \
+	ALLOW(sigaltstack),     /* thread start and exit in sanitizer builds */ \
 	ALLOW(exit),            /* a thread ending */ \
 	ALLOW(exit_group)       /* the VMM ending */
 
@@ -103,6 +105,10 @@ static const struct sc_rule vmm_rules[] = {
 	ALLOW(msync),           /* snapshot of shared guest memory */
 	ALLOW(mincore),         /* sparse memory snapshots skip absent pages */
 	ALLOW(openat),          /* snapshot files, logger and metrics files, in the jail */
+	ALLOW(access),          /* checking a path named in a request */
+	ALLOW(faccessat),       /* checking a path named in a request */
+	ALLOW(faccessat2),      /* checking a path named in a request */
+	ALLOW(timerfd_create),  /* metrics flushing configured through the API */
 	ALLOW(rename),          /* snapshot files replaced atomically */
 	ALLOW(renameat),        /* snapshot files replaced atomically */
 	ALLOW(renameat2),       /* snapshot files replaced atomically */
@@ -121,7 +127,6 @@ static const struct sc_rule vmm_rules[] = {
 	ALLOW(set_robust_list), /* a new thread's first call */
 	ALLOW(rseq),            /* a new thread's first call */
 	ALLOW(sched_getaffinity), /* a new thread's setup (pthread_getattr_np, sanitizers) */
-	ALLOW(sigaltstack),     /* a new thread's signal stack (sanitizer builds) */
 };
 
 /* The API thread: libevent's evhttp on the Unix socket; requests become
@@ -144,6 +149,9 @@ static const struct sc_rule api_rules[] = {
 	ALLOW(setsockopt),      /* libevent socket options on accepted fds */
 	ALLOW(uname),           /* getnameinfo for a Unix socket peer */
 	ALLOW(openat),          /* PUT /logger, /metrics: open the named file */
+	ALLOW(access),          /* PUT /drives: the backing file is usable */
+	ALLOW(faccessat),       /* PUT /drives: the backing file is usable */
+	ALLOW(faccessat2),      /* PUT /drives: the backing file is usable */
 };
 
 /* A vCPU thread: KVM_RUN and the device registers it reaches from an exit,
@@ -151,7 +159,9 @@ static const struct sc_rule api_rules[] = {
 static const struct sc_rule vcpu_rules[] = {
 	COMMON_RULES,
 	ALLOW(rt_sigtimedwait), /* waiting for a kick while paused */
-	ALLOW(epoll_ctl),       /* an ioeventfd-less queue notify hands work to the loop */
+	ALLOW(epoll_ctl),       /* a device reset (guest status write) drops its sockets */
+	ALLOW(shutdown),        /* a vsock reset closing its connections */
+	ALLOW(timerfd_settime), /* device timers re-armed from a register write */
 };
 
 /* ioctl request numbers per kind. */
@@ -174,6 +184,7 @@ static const unsigned long vmm_ioctls[] = {
 	TUNSETOFFLOAD,          /* virtio-net feature negotiation (offloads) */
 	TUNSETVNETHDRSZ,        /* virtio-net header size after negotiation */
 	FIONBIO,                /* non-blocking sockets */
+	TCGETS, TCSETS,         /* the console's terminal mode, restored at exit */
 };
 
 static const unsigned long api_ioctls[] = {
@@ -197,6 +208,7 @@ static const unsigned long vcpu_ioctls[] = {
 	KVM_GET_TSC_KHZ, KVM_SET_TSC_KHZ,
 	KVM_KVMCLOCK_CTRL,      /* tell the guest it was paused */
 	KVM_CHECK_EXTENSION,    /* snapshot: what the host KVM can save */
+	TUNSETOFFLOAD,          /* virtio-net DRIVER_OK (a register write) sets offloads */
 };
 
 static const struct {
@@ -354,7 +366,7 @@ int seccomp_install(enum seccomp_thread_kind kind, struct wisp_err *err)
 	if ((unsigned)kind >= SECCOMP_KIND_COUNT)
 		return wisp_err_set(err, EINVAL, "seccomp: unknown thread kind %d", (int)kind);
 	if (!sc.enabled) {
-		wlog_warn("seccomp filters are off (--no-seccomp): the %s thread runs unfiltered",
+		wlog_debug("seccomp filters are off (--no-seccomp): the %s thread runs unfiltered",
 			  kinds[kind].name);
 		return kind == (enum seccomp_thread_kind)sc.selftest ? sc_selftest(kind, err) : 0;
 	}
