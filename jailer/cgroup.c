@@ -349,7 +349,10 @@ int jail_cg_cleanup(const struct jail_args *a, struct wisp_err *err)
 				/* The default parent (the exec name) goes with its last
 				 * jail; one still in use stays (ENOTEMPTY/EBUSY). */
 				snprintf(dir, sizeof(dir), "%s/%s", m[i].path, a->parent_cgroup);
-				rmdir(dir);
+				/* A removed child is torn down asynchronously: its parent
+				 * answers EBUSY for a moment. */
+				for (int t = 0; t < 40 && rmdir(dir) < 0 && errno == EBUSY; t++)
+					usleep(5000);
 			}
 		}
 	}
