@@ -68,6 +68,7 @@ struct sc_rule {
 	ALLOW(mremap),          /* realloc of large buffers */ \
 	ALLOW(madvise),         /* malloc trimming, guest memory hints */ \
 	ALLOW(clock_gettime),   /* log timestamps, metrics (when the vDSO is not used) */ \
+	ALLOW(gettimeofday),    /* libevent's clock when the vDSO cannot serve it (nested KVM) */ \
 	ALLOW(clock_nanosleep), /* short waits */ \
 	ALLOW(nanosleep),       /* short waits */ \
 	ALLOW(sched_yield),     /* spin-then-sleep locks */ \
