@@ -51,6 +51,7 @@ if ! wait_for_file "$UDS" 60; then
 fi
 h=$(ctl --wait-ms 240000 hello 2>&1) || { lane_show "$WISP_TMP/vmm0.log" 60; lane_fail "no HELLO: $h"; }
 code=$(api "$WISP_TMP/api0.sock" PATCH /vm '{"state": "Paused"}')
+[ "$code" = 000 ] && { lane_show "$WISP_TMP/vmm0.log" 40; lane_fail "no answer on the API socket"; }
 [ "$code" = 204 ] || lane_skip "pausing through the API is not available yet (HTTP $code: $(cat "$WISP_TMP/api.body"))"
 code=$(api "$WISP_TMP/api0.sock" PUT /snapshot/create \
 	"{\"snapshot_type\": \"Full\", \"snapshot_path\": \"$WISP_TMP/snap.state\", \"mem_file_path\": \"$WISP_TMP/snap.mem\"}")
