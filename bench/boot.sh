@@ -26,7 +26,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit 
 now_us() { local t=$EPOCHREALTIME; echo $(( ${t%.*} * 1000000 + 10#${t#*.} )); }
 
 cfg "$guests/reset.elf" 128 >"$tmp/reset.json"
-: >"$tmp/first" ; : >"$tmp/exit"
+: >"$tmp/first" ; : >"$tmp/exit"; : >"$tmp/phases"
 for i in $(seq 1 "$runs"); do
 	t0=$(now_us)
 	"$vmm" --no-api --config-file "$tmp/reset.json" --boot-timer </dev/null >/dev/null 2>"$tmp/err"
@@ -35,8 +35,11 @@ for i in $(seq 1 "$runs"); do
 	[ "$rc" -eq 0 ] || { echo "boot-bench: run $i exited $rc"; cat "$tmp/err"; exit 1; }
 	echo $((t1 - t0)) >>"$tmp/exit"
 	sed -n 's/.*Guest-boot-time = \([0-9]*\) us since exec.*/\1/p' "$tmp/err" >>"$tmp/first"
+	sed -n 's/.*VM built in \([0-9]*\) us: KVM VM \([0-9]*\), RAM and slots \([0-9]*\), devices \([0-9]*\), guest load \([0-9]*\), vCPUs \([0-9]*\).*/\1 \2 \3 \4 \5 \6/p' "$tmp/err" >>"$tmp/phases"
 done
+col() { awk -v c="$1" '{ print $c }' "$tmp/phases" | median; }
 echo "boot-bench: exec-to-first-guest-instruction median $(median <"$tmp/first") us over $(wc -l <"$tmp/first") runs (128 MiB, 1 vCPU)"
+echo "boot-bench: vm_build median $(col 1) us: KVM VM creation (irqchip, PIT) $(col 2), RAM + memory slots $(col 3), devices $(col 4), guest load $(col 5), vCPU creation + CPUID/MSR/LAPIC $(col 6)"
 echo "boot-bench: exec-to-exit (guest resets at once) median $(median <"$tmp/exit") us over $runs runs (includes fork/exec by the shell)"
 
 # RSS beyond guest pages: the guest RAM mapping is the one whose size is the

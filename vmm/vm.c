@@ -208,8 +208,11 @@ static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
 	/* With the API the loop runs before the VM exists (main starts it). */
 	if (vm->loop.epfd < 0 && (r = evloop_init(&vm->loop, err)))
 		return r;
+	/* Phase times for the log: how much of a boot is KVM's and how much ours. */
+	uint64_t t0 = wisp_now_ns();
 	if ((r = kvm_open_vm(vm, err)))
 		return r;
+	uint64_t t_kvm = wisp_now_ns();
 	uint64_t ram = (uint64_t)vm->cfg.machine.mem_size_mib << 20;
 	r = mem_fd < 0 ? gmem_init_anon(&vm->mem, ram, err) : gmem_init_file(&vm->mem, ram, mem_fd, err);
 	if (r) {
@@ -220,6 +223,7 @@ static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
 		return r;
 	if ((r = kvm_map_memory(vm, err)))
 		return r;
+	uint64_t t_mem = wisp_now_ns();
 	if ((r = vm_build_legacy_devices(vm, err)))
 		return r;
 	/* virtio devices take their windows (vm_alloc_mmio_slot) before the
@@ -228,11 +232,21 @@ static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
 		vm->config_error = true;
 		return r;
 	}
+	uint64_t t_dev = wisp_now_ns();
 	if (mem_fd < 0 && (r = vm_load_guest(vm, err))) {
 		vm->config_error = true;
 		return r;
 	}
-	return vm_create_vcpus(vm, err);
+	uint64_t t_load = wisp_now_ns();
+	if ((r = vm_create_vcpus(vm, err)))
+		return r;
+	uint64_t t_end = wisp_now_ns();
+	wlog_info("VM built in %llu us: KVM VM %llu, RAM and slots %llu, devices %llu, guest load %llu, vCPUs %llu",
+		  (unsigned long long)(t_end - t0) / 1000, (unsigned long long)(t_kvm - t0) / 1000,
+		  (unsigned long long)(t_mem - t_kvm) / 1000, (unsigned long long)(t_dev - t_mem) / 1000,
+		  (unsigned long long)(t_load - t_dev) / 1000,
+		  (unsigned long long)(t_end - t_load) / 1000);
+	return 0;
 }
 
 int vm_build(struct vm *vm, struct wisp_err *err)
