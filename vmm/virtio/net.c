@@ -49,6 +49,7 @@ struct net {
 	struct iovec iov[VIRTQ_CHAIN_MAX];
 	uint8_t rxbuf[NET_BUF_MAX];
 	size_t rx_len;                    /* a frame read from the tap, not yet delivered */
+	bool offload_pending;             /* activated; TUNSETOFFLOAD not yet done */
 	/* counters */
 	uint64_t rx_frames, rx_bytes, rx_dropped, tx_frames, tx_bytes, tx_dropped;
 };
@@ -59,11 +60,15 @@ static void net_config_read(struct virtio_mmio_dev *d, uint32_t off, uint8_t *da
 	memcpy(data, (const uint8_t *)&n->config + off, len);
 }
 
+static bool net_apply_offload(struct net *n);
+
 static void net_tx(struct net *n)
 {
 	struct virtio_mmio_dev *d = &n->dev;
 	struct virtq *q = &d->queues[NET_TXQ];
 	bool done = false;
+	if (!net_apply_offload(n))
+		return;
 	for (;;) {
 		if (n->tx_rl.blocked)
 			break;
@@ -116,6 +121,8 @@ static void net_rx(struct net *n)
 	struct virtio_mmio_dev *d = &n->dev;
 	struct virtq *q = &d->queues[NET_RXQ];
 	bool done = false;
+	if (!net_apply_offload(n))
+		return;
 	for (;;) {
 		if (n->rx_len == 0) {
 			ssize_t r = read(n->tap_fd, n->rxbuf, sizeof(n->rxbuf));
@@ -217,9 +224,21 @@ static void net_tx_rl_event(void *opaque, uint32_t events)
 	pthread_mutex_unlock(&n->dev.lock);
 }
 
+/* The tap's offloads follow the negotiated features. Activation runs on a
+ * vCPU thread (the guest's DRIVER_OK write), which must not make slow or
+ * device ioctls: the VMM thread applies them before it moves a frame. */
 static int net_activate(struct virtio_mmio_dev *d)
 {
 	struct net *n = d->priv;
+	n->offload_pending = true;
+	return 0;
+}
+
+static bool net_apply_offload(struct net *n)
+{
+	struct virtio_mmio_dev *d = &n->dev;
+	if (!n->offload_pending)
+		return true;
 	unsigned int off = 0;
 	if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_CSUM)) {
 		off |= TAP_OFFLOAD_CSUM;
@@ -231,15 +250,18 @@ static int net_activate(struct virtio_mmio_dev *d)
 	struct wisp_err e = { 0 };
 	if (tap_set_offload(n->tap_fd, off, &e) < 0) {
 		wlog_warn("%s: %s", d->name, e.msg);
-		return -EIO;
+		virtio_mmio_fail(d, "tap refused the negotiated offloads");
+		return false;
 	}
-	return 0;
+	n->offload_pending = false;
+	return true;
 }
 
 static void net_reset(struct virtio_mmio_dev *d)
 {
 	struct net *n = d->priv;
 	n->rx_len = 0;
+	n->offload_pending = false;
 }
 
 static void net_destroy(struct virtio_mmio_dev *d)
