@@ -1,6 +1,7 @@
 /* Boot timer device: one write of BOOT_TIMER_MAGIC logs the boot time. */
 #include "boot_timer.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "common/io.h"
@@ -21,8 +22,8 @@ static void boot_timer_write(void *opaque, uint64_t off, const uint8_t *data, ui
 		return;
 	uint64_t now = wisp_now_ns();
 	int expected = 0;
-	if (!__atomic_compare_exchange_n(&t->fired, &expected, 1, false, __ATOMIC_ACQ_REL,
-					 __ATOMIC_ACQUIRE))
+	if (!atomic_compare_exchange_strong_explicit(&t->fired, &expected, 1,
+						     memory_order_acq_rel, memory_order_acquire))
 		return;
 	wlog_info("Guest-boot-time = %llu us since exec, %llu us since vCPU start",
 		  (unsigned long long)((now - *t->exec_ns) / 1000),
