@@ -147,6 +147,32 @@ static int alloc_bitmaps(const struct gmem *m, uint64_t *bm[GMEM_MAX_REGIONS],
 	return 0;
 }
 
+/* The devices write their used rings through host pointers cached when
+ * the queue was set up (virtq_setup), which gmem_ptr() marked only then:
+ * every ready queue's used ring counts as dirty. */
+static void mark_used_rings(struct vm *vm, uint64_t *bm[GMEM_MAX_REGIONS])
+{
+	for (int d = 0; d < vm->nr_virtio; d++) {
+		const struct virtio_mmio_dev *dev = vm->virtio[d];
+		for (int qi = 0; qi < dev->ops->nr_queues; qi++) {
+			const struct virtq *q = &dev->queues[qi];
+			if (!q->ready)
+				continue;
+			uint64_t start = q->used_gpa, len = 6 + 8ull * q->num;
+			for (int i = 0; i < vm->mem.nr_regions; i++) {
+				const struct gmem_region *r = &vm->mem.regions[i];
+				if (start < r->gpa || start - r->gpa >= r->size ||
+				    len > r->size - (start - r->gpa))
+					continue;
+				uint64_t first = (start - r->gpa) / WISP_PAGE_SIZE;
+				uint64_t last = (start - r->gpa + len - 1) / WISP_PAGE_SIZE;
+				for (uint64_t pg = first; pg <= last; pg++)
+					bm[i][pg / 64] |= 1ull << (pg % 64);
+			}
+		}
+	}
+}
+
 /* KVM's dirty log plus the pages the VMM itself wrote (device DMA), taken
  * out of both; put back with give_back_dirty() when the snapshot fails so
  * the next diff still covers them. */
@@ -163,6 +189,7 @@ static int take_dirty(struct vm *vm, uint64_t *bm[GMEM_MAX_REGIONS], struct wisp
 		for (size_t k = 0; k < words; k++)
 			bm[i][k] |= __atomic_exchange_n(&vd[k], 0, __ATOMIC_RELAXED);
 	}
+	mark_used_rings(vm, bm);
 	return 0;
 }
 

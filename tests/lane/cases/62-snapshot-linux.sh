@@ -72,11 +72,11 @@ for i in 1 2; do
 done
 for i in 1 2; do
 	h=$(ctl "$T/v$i.sock" --wait-ms 60000 hello 2>&1) && ok "clone $i: a new vsock connection gets HELLO" || { bad "clone $i: no HELLO: $h"; continue; }
-	t1=$(ctl "$T/v$i.sock" invoke /bin/sh -c "kill -0 $tpid && cat /run/ticker")
+	t1=$(ctl "$T/v$i.sock" invoke /bin/sh -c "kill -0 $tpid && cat /run/ticker" 2>"$T/t1.err"); r1=$?
 	sleep 3
-	t2=$(ctl "$T/v$i.sock" invoke /bin/sh -c "kill -0 $tpid && cat /run/ticker")
+	t2=$(ctl "$T/v$i.sock" invoke /bin/sh -c "kill -0 $tpid && cat /run/ticker" 2>"$T/t2.err"); r2=$?
 	if [ -n "$t1" ] && [ -n "$t2" ] && [ "$t2" -gt "$t1" ]; then ok "clone $i: the process started before the snapshot still runs (ticker $t1 -> $t2)"
-	else bad "clone $i: ticker process not running (ticker '$t1' -> '$t2')"; fi
+	else bad "clone $i: ticker process not running (ticker '$t1' (rc $r1: $(cat "$T/t1.err")) -> '$t2' (rc $r2: $(cat "$T/t2.err")))"; fi
 	b=$(ctl "$T/v$i.sock" invoke /bin/cat /before)
 	[ "$b" = base ] && ok "clone $i: sees the file written before the snapshot" || bad "clone $i: /before is '$b'"
 	a=$(ctl "$T/v$i.sock" invoke /bin/sh -c 'cat /run/after-full 2>/dev/null || echo none')
