@@ -70,6 +70,7 @@ struct sc_rule {
 	ALLOW(clock_gettime),   /* log timestamps, metrics (when the vDSO is not used) */ \
 	ALLOW(gettimeofday),    /* libevent's clock when the vDSO cannot serve it (nested KVM) */ \
 	ALLOW(time),            /* evhttp's Date header (when the vDSO is not used) */ \
+	ALLOW(clock_getres),    /* libevent probes its monotonic clock */ \
 	ALLOW(clock_nanosleep), /* short waits */ \
 	ALLOW(nanosleep),       /* short waits */ \
 	ALLOW(sched_yield),     /* spin-then-sleep locks */ \
@@ -154,7 +155,6 @@ static const struct sc_rule api_rules[] = {
 	ALLOW(access),          /* PUT /drives: the backing file is usable */
 	ALLOW(faccessat),       /* PUT /drives: the backing file is usable */
 	ALLOW(faccessat2),      /* PUT /drives: the backing file is usable */
-	ALLOW(sigaltstack),     /* the thread's exit in sanitizer builds */
 };
 
 /* A vCPU thread: KVM_RUN and the device registers it reaches from an exit,
