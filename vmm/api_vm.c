@@ -9,17 +9,7 @@
 #include "common/log.h"
 #include "metrics.h"
 #include "seccomp.h"
-
-/* Device updates after boot belong to the virtio devices (issue 4). They
- * are weak references so this file links before the devices provide them;
- * without them PATCH /drives and PATCH /network-interfaces answer 400
- * saying so. */
-int virtio_blk_update(struct vm *vm, const char *drive_id, const char *path_on_host,
-		      const struct vmcfg_rate_limiter *rl, struct wisp_err *err)
-	__attribute__((weak));
-int virtio_net_update(struct vm *vm, const char *iface_id, const struct vmcfg_rate_limiter *rx,
-		      const struct vmcfg_rate_limiter *tx, struct wisp_err *err)
-	__attribute__((weak));
+#include "virtio/virtio.h"
 
 static int op_start(void *ctx, struct wisp_err *err)
 {
@@ -60,9 +50,6 @@ static int op_drive_update(void *ctx, const struct vmcfg_drive *d, const char *p
 			   const struct vmcfg_rate_limiter *rl, struct wisp_err *err)
 {
 	struct api_vmm *a = ctx;
-	if (!virtio_blk_update)
-		return wisp_err_set(err, EOPNOTSUPP,
-				    "drives: this build's block device cannot change after boot");
 	return virtio_blk_update(a->vm, d->drive_id, path, rl, err);
 }
 
@@ -70,9 +57,6 @@ static int op_net_update(void *ctx, const struct vmcfg_net *n, const struct vmcf
 			 const struct vmcfg_rate_limiter *tx, struct wisp_err *err)
 {
 	struct api_vmm *a = ctx;
-	if (!virtio_net_update)
-		return wisp_err_set(err, EOPNOTSUPP,
-				    "network-interfaces: this build's net device cannot change after boot");
 	return virtio_net_update(a->vm, n->iface_id, rx, tx, err);
 }
 

@@ -47,7 +47,7 @@ enum metrics_dev_counter {
 };
 
 struct metrics_dev {
-	char name[48];
+	char name[80];                  /* "block_" / "net_" + a 64-byte id */
 	_Atomic uint64_t c[METRICS_DEV_COUNTER_COUNT];
 };
 

@@ -10,7 +10,9 @@
 
 #include "common/log.h"
 #include "vmm/evloop.h"
+#include "vmm/metrics.h"
 #include "vmm/ratelimit.h"
+#include "vmm/vm.h"
 #include "vmm/virtio/backend.h"
 #include "vmm/virtio/virtio.h"
 
@@ -90,6 +92,7 @@ struct blk {
 	struct evloop *loop;
 	struct virtq_chain chain;
 	struct iovec iov[VIRTQ_CHAIN_MAX];
+	char drive_id[VMCFG_ID_MAX + 1]; /* for PATCH /drives */
 	/* counters */
 	uint64_t reads, writes, flushes, io_errors, bytes_read, bytes_written;
 };
@@ -127,16 +130,20 @@ static uint8_t blk_rw(struct blk *b, const struct virtq_chain *c, uint64_t secto
 		      : blkfile_preadv(&b->file, b->iov, n, sector * BLK_SECTOR);
 	if (r < 0) {
 		b->io_errors++;
+		metrics_dev_add(b->dev.metrics, METRICS_DEV_ERRORS, 1);
 		wlog_rl(WISP_LOG_WARN, "%s: host %s at sector %llu failed: %s", b->dev.name,
 			write ? "write" : "read", (unsigned long long)sector, strerror(-r));
 		return VIRTIO_BLK_S_IOERR;
 	}
+	metrics_dev_add(b->dev.metrics, METRICS_DEV_REQUESTS, 1);
 	if (write) {
 		b->writes++;
 		b->bytes_written += len;
+		metrics_dev_add(b->dev.metrics, METRICS_DEV_BYTES_WRITTEN, len);
 	} else {
 		b->reads++;
 		b->bytes_read += len;
+		metrics_dev_add(b->dev.metrics, METRICS_DEV_BYTES_READ, len);
 		*used += (uint32_t)len;
 	}
 	return VIRTIO_BLK_S_OK;
@@ -256,6 +263,7 @@ static void blk_process(struct virtio_mmio_dev *d, int qi)
 			break;
 		}
 		if (!ratelimit_consume(&b->rl, blk_cost(&b->chain), 1)) {
+			metrics_dev_add(d->metrics, METRICS_DEV_THROTTLED, 1);
 			virtq_unpop(q);
 			break;
 		}
@@ -316,6 +324,7 @@ int virtio_blk_create(const struct gmem *mem, struct evloop *loop, const struct 
 		goto fail;
 	b->capacity = b->file.size / BLK_SECTOR;
 	/* the ID is 20 bytes, zero padded, not NUL terminated when full */
+	snprintf(b->drive_id, sizeof(b->drive_id), "%s", cfg->drive_id);
 	size_t idlen = strnlen(cfg->drive_id, sizeof(b->id));
 	memcpy(b->id, cfg->drive_id, idlen);
 	b->config.capacity = b->capacity;
@@ -337,6 +346,9 @@ int virtio_blk_create(const struct gmem *mem, struct evloop *loop, const struct 
 	if (r < 0)
 		goto fail;
 	snprintf(b->dev.name, sizeof(b->dev.name), "virtio-blk:%s", cfg->drive_id);
+	char mname[VMCFG_ID_MAX + 8];
+	snprintf(mname, sizeof(mname), "block_%s", cfg->drive_id);
+	b->dev.metrics = metrics_dev_register(mname);
 	if (loop && b->rl.timer_fd >= 0) {
 		r = evloop_add(loop, b->rl.timer_fd, EPOLLIN, blk_rl_event, b);
 		if (r < 0) {
@@ -360,4 +372,59 @@ fail:
 void virtio_blk_rl_timer(struct virtio_mmio_dev *d)
 {
 	blk_rl_event(d->priv, EPOLLIN);
+}
+
+/* PATCH /drives after boot (VMM thread): a new backing file (same
+ * read-only mode; the guest is told the capacity may have changed) and/or
+ * a new rate limiter. Nothing changes when any step fails. */
+int virtio_blk_update(struct vm *vm, const char *drive_id, const char *path_on_host,
+		      const struct vmcfg_rate_limiter *rl, struct wisp_err *err)
+{
+	struct blk *b = NULL;
+	for (int i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_mmio_dev *d = vm->virtio[i];
+		if (d->ops == &blk_ops && strcmp(((struct blk *)d->priv)->drive_id, drive_id) == 0)
+			b = d->priv;
+	}
+	if (!b)
+		return wisp_err_set(err, ENOENT, "drives: the VM has no block device \"%s\"",
+				    drive_id);
+	struct blkfile nf = { .fd = -1 };
+	struct ratelimit nrl = { .timer_fd = -1 };
+	int r;
+	if (path_on_host && (r = blkfile_open(&nf, path_on_host, b->file.read_only, err)) < 0)
+		return wisp_err_prefix(err, "drive %s", drive_id);
+	if (rl) {
+		if ((r = ratelimit_init(&nrl, rl, err)) < 0 ||
+		    (nrl.timer_fd >= 0 &&
+		     (r = evloop_add(&vm->loop, nrl.timer_fd, EPOLLIN, blk_rl_event, b)) < 0)) {
+			if (r < 0 && nrl.timer_fd >= 0 && !err->msg[0])
+				wisp_err_sys(err, -r, "rate limiter timer");
+			ratelimit_destroy(&nrl);
+			blkfile_close(&nf);
+			return wisp_err_prefix(err, "drive %s", drive_id);
+		}
+	}
+	pthread_mutex_lock(&b->dev.lock);
+	if (path_on_host) {
+		blkfile_close(&b->file);
+		b->file = nf;
+		b->capacity = b->file.size / BLK_SECTOR;
+		b->config.capacity = b->capacity;
+		virtio_mmio_config_changed(&b->dev);
+	}
+	if (rl) {
+		if (b->loop && b->rl.timer_fd >= 0)
+			evloop_del(b->loop, b->rl.timer_fd);
+		ratelimit_destroy(&b->rl);
+		b->rl = nrl;
+		b->loop = &vm->loop;
+		/* What waited for the old limiter goes through the new one. */
+		if (b->dev.active && !b->dev.failed)
+			blk_process(&b->dev, 0);
+	}
+	pthread_mutex_unlock(&b->dev.lock);
+	wlog_info("drive %s updated:%s%s", drive_id, path_on_host ? " backing file" : "",
+		  rl ? " rate limiter" : "");
+	return 0;
 }

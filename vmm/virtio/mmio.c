@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "vmm/metrics.h"
 #include "vmm/virtio/virtio.h"
 
 static uint32_t le32_of(const uint8_t *data)
@@ -35,6 +36,7 @@ static void raise_irq(struct virtio_mmio_dev *d, uint32_t bit)
 void virtio_mmio_fail(struct virtio_mmio_dev *d, const char *why)
 {
 	d->violations++;
+	metrics_dev_add(d->metrics, METRICS_DEV_FAILED, 1);
 	wlog_rl(WISP_LOG_WARN, "%s: device failed: %s (status 0x%x)", d->name, why, d->status);
 	if (d->failed)
 		return;

@@ -13,7 +13,9 @@
 
 #include "common/log.h"
 #include "vmm/evloop.h"
+#include "vmm/metrics.h"
 #include "vmm/ratelimit.h"
+#include "vmm/vm.h"
 #include "vmm/virtio/backend.h"
 #include "vmm/virtio/virtio.h"
 
@@ -50,6 +52,7 @@ struct net {
 	uint8_t rxbuf[NET_BUF_MAX];
 	size_t rx_len;                    /* a frame read from the tap, not yet delivered */
 	bool offload_pending;             /* activated; TUNSETOFFLOAD not yet done */
+	char iface_id[VMCFG_ID_MAX + 1];  /* for PATCH /network-interfaces */
 	/* counters */
 	uint64_t rx_frames, rx_bytes, rx_dropped, tx_frames, tx_bytes, tx_dropped;
 };
@@ -86,6 +89,7 @@ static void net_tx(struct net *n)
 			return;
 		}
 		if (!ratelimit_consume(&n->tx_rl, c->read_len - NET_HDR_LEN, 1)) {
+			metrics_dev_add(d->metrics, METRICS_DEV_THROTTLED, 1);
 			virtq_unpop(q);
 			break;
 		}
@@ -103,10 +107,14 @@ static void net_tx(struct net *n)
 			if (w < 0) {
 				/* the tap drops what its queue cannot take; so do we */
 				n->tx_dropped++;
+				metrics_dev_add(d->metrics, METRICS_DEV_ERRORS, 1);
 				wlog_rl(WISP_LOG_DEBUG, "%s: tap write: %s", d->name, strerror(errno));
 			} else {
 				n->tx_frames++;
 				n->tx_bytes += c->read_len - NET_HDR_LEN;
+				metrics_dev_add(d->metrics, METRICS_DEV_REQUESTS, 1);
+				metrics_dev_add(d->metrics, METRICS_DEV_BYTES_WRITTEN,
+						c->read_len - NET_HDR_LEN);
 			}
 		}
 		virtq_push(q, c->head, 0);
@@ -166,6 +174,7 @@ static void net_rx(struct net *n)
 			continue;
 		}
 		if (!ratelimit_consume(&n->rx_rl, n->rx_len - NET_HDR_LEN, 1)) {
+			metrics_dev_add(d->metrics, METRICS_DEV_THROTTLED, 1);
 			virtq_unpop(q);
 			break;
 		}
@@ -176,6 +185,8 @@ static void net_rx(struct net *n)
 		virtq_push(q, c->head, (uint32_t)n->rx_len);
 		n->rx_frames++;
 		n->rx_bytes += n->rx_len - NET_HDR_LEN;
+		metrics_dev_add(d->metrics, METRICS_DEV_REQUESTS, 1);
+		metrics_dev_add(d->metrics, METRICS_DEV_BYTES_READ, n->rx_len - NET_HDR_LEN);
 		n->rx_len = 0;
 		done = true;
 	}
@@ -302,6 +313,7 @@ int virtio_net_create(const struct gmem *mem, struct evloop *loop, const struct 
 	if (!n)
 		return wisp_err_set(err, ENOMEM, "network interface %s: out of memory", cfg->iface_id);
 	n->rx_rl.timer_fd = n->tx_rl.timer_fd = -1;
+	snprintf(n->iface_id, sizeof(n->iface_id), "%s", cfg->iface_id);
 	int r = tap_open(cfg->host_dev_name, NET_HDR_LEN, err);
 	if (r < 0) {
 		free(n);
@@ -331,6 +343,9 @@ int virtio_net_create(const struct gmem *mem, struct evloop *loop, const struct 
 		return wisp_err_prefix(err, "network interface %s", cfg->iface_id);
 	}
 	snprintf(n->dev.name, sizeof(n->dev.name), "virtio-net:%s", cfg->iface_id);
+	char mname[VMCFG_ID_MAX + 8];
+	snprintf(mname, sizeof(mname), "net_%s", cfg->iface_id);
+	n->dev.metrics = metrics_dev_register(mname);
 	if (loop) {
 		n->loop = loop;
 		r = evloop_add(loop, n->tap_fd, EPOLLIN | EPOLLET, net_tap_event, n);
@@ -345,5 +360,61 @@ int virtio_net_create(const struct gmem *mem, struct evloop *loop, const struct 
 		}
 	}
 	*out = &n->dev;
+	return 0;
+}
+
+/* One limiter swapped for a new one whose timer is already on the loop. */
+static void net_swap_rl(struct net *n, struct ratelimit *cur, struct ratelimit *nrl)
+{
+	if (n->loop && cur->timer_fd >= 0)
+		evloop_del(n->loop, cur->timer_fd);
+	ratelimit_destroy(cur);
+	*cur = *nrl;
+}
+
+/* PATCH /network-interfaces after boot (VMM thread): new rx and/or tx rate
+ * limiters (NULL: keep). Nothing changes when any step fails. */
+int virtio_net_update(struct vm *vm, const char *iface_id, const struct vmcfg_rate_limiter *rx,
+		      const struct vmcfg_rate_limiter *tx, struct wisp_err *err)
+{
+	struct net *n = NULL;
+	for (int i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_mmio_dev *d = vm->virtio[i];
+		if (d->ops == &net_ops && strcmp(((struct net *)d->priv)->iface_id, iface_id) == 0)
+			n = d->priv;
+	}
+	if (!n)
+		return wisp_err_set(err, ENOENT,
+				    "network-interfaces: the VM has no interface \"%s\"", iface_id);
+	struct ratelimit nrx = { .timer_fd = -1 }, ntx = { .timer_fd = -1 };
+	int r = 0;
+	if (rx && (r = ratelimit_init(&nrx, rx, err)) == 0 && nrx.timer_fd >= 0)
+		r = evloop_add(&vm->loop, nrx.timer_fd, EPOLLIN, net_rx_rl_event, n);
+	if (r == 0 && tx && (r = ratelimit_init(&ntx, tx, err)) == 0 && ntx.timer_fd >= 0)
+		r = evloop_add(&vm->loop, ntx.timer_fd, EPOLLIN, net_tx_rl_event, n);
+	if (r < 0) {
+		if (!err->msg[0])
+			wisp_err_sys(err, -r, "rate limiter timer");
+		if (nrx.timer_fd >= 0)
+			evloop_del(&vm->loop, nrx.timer_fd);
+		if (ntx.timer_fd >= 0)
+			evloop_del(&vm->loop, ntx.timer_fd);
+		ratelimit_destroy(&nrx);
+		ratelimit_destroy(&ntx);
+		return wisp_err_prefix(err, "network interface %s", iface_id);
+	}
+	pthread_mutex_lock(&n->dev.lock);
+	n->loop = &vm->loop;
+	if (rx)
+		net_swap_rl(n, &n->rx_rl, &nrx);
+	if (tx)
+		net_swap_rl(n, &n->tx_rl, &ntx);
+	/* What waited for the old limiters goes through the new ones. */
+	if (n->dev.active && !n->dev.failed) {
+		net_rx(n);
+		net_tx(n);
+	}
+	pthread_mutex_unlock(&n->dev.lock);
+	wlog_info("network interface %s: rate limiters updated", iface_id);
 	return 0;
 }

@@ -22,6 +22,7 @@
 
 struct vm;
 struct evloop;
+struct metrics_dev;
 
 /* ---- virtio constants (virtio 1.2, sections 2, 4.2, 5) ---- */
 
@@ -201,6 +202,7 @@ struct virtio_mmio_dev {
 	void *priv;
 	const struct gmem *mem;
 	struct evloop *loop;             /* NULL in unit tests */
+	struct metrics_dev *metrics;     /* per-device counters (vmm/metrics.h); may be NULL */
 	char name[32];
 	uint64_t base;                   /* MMIO window */
 	unsigned int irq;
@@ -261,6 +263,13 @@ int virtio_net_create(const struct gmem *mem, struct evloop *loop, const struct 
 int virtio_vsock_create(const struct gmem *mem, struct evloop *loop,
 			const struct vmcfg_vsock *cfg, struct virtio_mmio_dev **out,
 			struct wisp_err *err);
+/* After boot, on the VMM thread (PATCH /drives, PATCH /network-interfaces):
+ * a drive's new backing file and/or rate limiter, an interface's new rx/tx
+ * rate limiters; NULL keeps what is there. -ENOENT for an unknown id. */
+int virtio_blk_update(struct vm *vm, const char *drive_id, const char *path_on_host,
+		      const struct vmcfg_rate_limiter *rl, struct wisp_err *err);
+int virtio_net_update(struct vm *vm, const char *iface_id, const struct vmcfg_rate_limiter *rx,
+		      const struct vmcfg_rate_limiter *tx, struct wisp_err *err);
 /* Drop every connection and send VIRTIO_VSOCK_EVENT_TRANSPORT_RESET. */
 void virtio_vsock_reset(struct virtio_mmio_dev *d);
 

@@ -3,8 +3,9 @@
 # the Unix socket the kernel, machine, a root drive (rootfs.ext4 with
 # wisp-agent as init) and vsock; InstanceStart; the agent answers HELLO over
 # the hybrid vsock socket; PATCH /vm Paused stops the guest (a HELLO gets no
-# answer), Resumed brings it back (HELLO answers again); GET /vm/config shows
-# what was configured; SendCtrlAltDel makes init shut down and the guest
+# answer), Resumed brings it back (HELLO answers again); PATCH /drives gives
+# the running root drive a rate limiter; GET /vm/config shows what was
+# configured; SendCtrlAltDel makes init shut down and the guest
 # reboot, and wisp-vmm exits 0.
 # lane-timeout: 600
 set -uo pipefail
@@ -69,6 +70,9 @@ if timeout 200 "$WISP_BIN/wisp-agent-ctl" --vsock "$UDS" --wait-ms 120000 --io-t
 else
 	bad "no HELLO after resume"
 fi
+want 204 PATCH /drives/rootfs '{"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1000, "refill_time": 100}}}'
+want 400 PATCH /drives/nosuch '{"drive_id": "nosuch", "path_on_host": "/dev/null"}'
+want 400 PUT /drives/late '{"drive_id": "late", "path_on_host": "/dev/null", "is_root_device": false}'
 h=$(timeout 120 "$WISP_BIN/wisp-agent-ctl" --vsock "$UDS" --io-timeout-ms 100000 invoke /bin/hostname 2>&1)
 [ "$h" = lane-api ] && pass "the guest runs commands after resume (hostname $h)" || bad "invoke after resume: $h"
 
