@@ -85,12 +85,13 @@ struct job {
 };
 
 /* sys.c: PID 1 duties */
-void sys_init_pid1(void);
+/* cmdline: where the boot parameters are read (/proc/cmdline) */
+void sys_init_pid1(const char *cmdline);
 void sys_shutdown_pid1(void);
 int sys_apply_restore(const struct wproto_msg *m, int apply, struct wproto_msg *ack,
 		      struct wisp_err *err);
-/* Value of "key=" on the kernel command line, copied into out. */
-int sys_cmdline_get(const char *key, char *out, size_t outlen);
+/* Value of "key=" in the boot parameters file, copied into out. */
+int sys_cmdline_get(const char *path, const char *key, char *out, size_t outlen);
 
 /* server.c */
 int server_run(struct agent *a);

@@ -23,10 +23,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: wisp-agent [--listen vsock:PORT|unix:PATH] [--apply-restore] [--level LEVEL]\n"
+		"                  [--cmdline FILE]\n"
 		"  --listen ADDR     where to serve the agent protocol (default vsock:%u)\n"
 		"  --apply-restore   RESTORED reseeds the kernel RNG and sets the clock even\n"
 		"                    when not running as PID 1 (PID 1 always does)\n"
-		"  --level LEVEL     log level: error, warning, info, debug (default info)\n",
+		"  --level LEVEL     log level: error, warning, info, debug (default info)\n"
+		"  --cmdline FILE    as PID 1, read the wisp.* boot parameters from FILE\n"
+		"                    instead of /proc/cmdline (tests, containers)\n",
 		WPROTO_VSOCK_PORT);
 }
 
@@ -44,21 +47,26 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },
 		{ "apply-restore", no_argument, NULL, 'r' },
 		{ "level", required_argument, NULL, 'L' },
+		{ "cmdline", required_argument, NULL, 'c' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	/* As init, the kernel passes the boot arguments it does not know (and
 	 * anything after "--") in argv: options are still honoured, the rest is
 	 * ignored rather than refused, since init must start. */
+	const char *cmdline = "/proc/cmdline";
 	int c;
 	opterr = !a.pid1;
-	while ((c = getopt_long(argc, argv, "l:rL:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:rL:c:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			a.listen = optarg;
 			break;
 		case 'r':
 			a.apply_restore = 1;
+			break;
+		case 'c':
+			cmdline = optarg;
 			break;
 		case 'L': {
 			enum wisp_log_level lvl;
@@ -90,10 +98,10 @@ int main(int argc, char **argv)
 	}
 
 	if (a.pid1) {
-		sys_init_pid1();
+		sys_init_pid1(cmdline);
 		char lvl[16];
 		enum wisp_log_level l;
-		if (sys_cmdline_get("wisp.log", lvl, sizeof(lvl)) == 0 &&
+		if (sys_cmdline_get(cmdline, "wisp.log", lvl, sizeof(lvl)) == 0 &&
 		    wisp_log_level_parse(lvl, &l) == 0)
 			wisp_log_set_level(l);
 	} else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {

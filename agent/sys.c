@@ -27,12 +27,12 @@
 #include "common/io.h"
 #include "common/log.h"
 
-int sys_cmdline_get(const char *key, char *out, size_t outlen)
+int sys_cmdline_get(const char *path, const char *key, char *out, size_t outlen)
 {
 	_cleanup_free_ char *line = NULL;
 	size_t len = 0;
 	/* /proc/cmdline is not a regular file for wisp_read_file's size check */
-	_cleanup_close_ int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	line = calloc(1, 4097);
@@ -95,10 +95,10 @@ static void set_sin(struct sockaddr *sa, in_addr_t addr)
 }
 
 /* wisp.ip=ADDR/PREFIX[,GATEWAY] configures eth0. */
-static void setup_eth0(int s)
+static void setup_eth0(int s, const char *cmdline)
 {
 	char val[128];
-	if (sys_cmdline_get("wisp.ip", val, sizeof(val)) < 0)
+	if (sys_cmdline_get(cmdline, "wisp.ip", val, sizeof(val)) < 0)
 		return;
 	char *gw = strchr(val, ',');
 	if (gw)
@@ -146,7 +146,7 @@ static void setup_eth0(int s)
 	wlog_info("eth0: %s/%u%s%s", val, prefix, gw ? " via " : "", gw ? gw : "");
 }
 
-void sys_init_pid1(void)
+void sys_init_pid1(const char *cmdline)
 {
 	umask(022);
 	do_mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
@@ -159,7 +159,7 @@ void sys_init_pid1(void)
 	do_mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
 
 	char host[65] = "wisp";
-	if (sys_cmdline_get("wisp.hostname", host, sizeof(host)) < 0)
+	if (sys_cmdline_get(cmdline, "wisp.hostname", host, sizeof(host)) < 0)
 		strcpy(host, "wisp");
 	if (sethostname(host, strlen(host)) < 0)
 		wlog_warn("sethostname %s: %s", host, strerror(errno));
@@ -170,7 +170,7 @@ void sys_init_pid1(void)
 	} else {
 		if (if_up(s, "lo") < 0)
 			wlog_warn("loopback up: %s", strerror(errno));
-		setup_eth0(s);
+		setup_eth0(s, cmdline);
 	}
 	/* Ctrl-Alt-Del becomes SIGINT to init, handled as a shutdown. */
 	reboot(RB_DISABLE_CAD);

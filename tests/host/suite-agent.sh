@@ -330,8 +330,12 @@ check "SIGTERM: the agent exits 0" [ $arc = 0 ]
 if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null &&
 	unshare --pid --fork --mount --uts --net --ipc true 2>/dev/null; then
 	P1=$(mktemp -d /var/tmp/wisp-agent-pid1.XXXXXX)
+	# boot parameters from a file, and an eth0 (veth or dummy) for wisp.ip=
+	echo "console=ttyS0 wisp.hostname=nsguest wisp.ip=10.99.0.2/24,10.99.0.1 root=/dev/vda" > "$P1/cmdline"
 	unshare --pid --fork --mount --uts --net --ipc --kill-child \
-		"$AGENT" --listen "unix:$P1/s" --level debug 2>>"$T/agent.log" &
+		sh -c '{ ip link add veth0 type veth peer name eth0 && ip link set veth0 up; } 2>/dev/null ||
+			ip link add eth0 type dummy 2>/dev/null; exec "$0" "$@"' \
+		"$AGENT" --listen "unix:$P1/s" --level debug --cmdline "$P1/cmdline" 2>>"$T/agent.log" &
 	p1=$!; BG+=("$p1")
 	wait_file "$P1/s"
 	p1ctl() { "$CTLBIN" --unix "$P1/s" --io-timeout-ms 30000 "$@"; }
@@ -344,7 +348,14 @@ if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null &&
 		grep -q "$m" "$T/m" || { allm=0; echo "missing mount:$m"; }
 	done
 	check "PID 1: /proc /sys /dev /dev/pts /dev/shm /tmp /run mounted" [ $allm = 1 ]
-	check "PID 1: hostname set (default wisp)" [ "$(p1ctl invoke /bin/hostname)" = wisp ]
+	check "PID 1: hostname from wisp.hostname=" [ "$(p1ctl invoke /bin/hostname)" = nsguest ]
+	if p1ctl invoke /bin/sh -c 'ip link show eth0' >/dev/null 2>&1; then
+		p1ctl invoke /bin/sh -c 'ip -4 addr show dev eth0; ip -4 route' > "$T/net" 2>&1
+		check "PID 1: eth0 address from wisp.ip=" grep -q 'inet 10.99.0.2/24' "$T/net"
+		check "PID 1: default route via the wisp.ip= gateway" grep -q 'default via 10.99.0.1 dev eth0' "$T/net"
+	else
+		skp "no eth0 in the namespace (neither veth nor dummy links can be created)"
+	fi
 	lo=$(p1ctl invoke /bin/cat /sys/class/net/lo/flags)
 	check "PID 1: loopback up" [ $((${lo:-0} & 1)) = 1 ]
 	p1ctl invoke /bin/sh -c "sleep 0.1 & sleep 0.2 & exit 0" >/dev/null
