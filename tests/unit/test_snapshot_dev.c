@@ -185,3 +185,59 @@ Test(snapdev, refuses_rings_outside_guest_ram)
 	snap_image_free(&img);
 	free(buf);
 }
+
+/* Legacy devices: the serial port's registers and receive FIFO, the
+ * i8042's command byte and buffer, through a state image. */
+#include "vmm/i8042.h"
+#include "vmm/serial.h"
+
+static void no_irq(void *o) { (void)o; }
+
+Test(snaplegacy, serial_and_i8042_round_trip_and_refusals)
+{
+	struct serial s1, s2;
+	struct i8042 k1, k2;
+	serial_init(&s1, -1, no_irq, NULL);
+	serial_init(&s2, -1, no_irq, NULL);
+	i8042_init(&k1, no_irq, no_irq, NULL);
+	i8042_init(&k2, no_irq, no_irq, NULL);
+	s1.ier = 0x05;
+	s1.lcr = 0x03;
+	cr_assert_eq(serial_input(&s1, (const uint8_t *)"abc", 3), 3);
+	cr_assert_eq(i8042_send_ctrl_alt_del(&k1), 0);
+	struct snap_writer w;
+	cr_assert_eq(snap_writer_init(&w, 1 << 20, 0), 0);
+	cr_assert_eq(snap_serial_save(&s1, &w), 0);
+	cr_assert_eq(snap_i8042_save(&k1, &w), 0);
+	const uint8_t *buf;
+	size_t len;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_writer_finish(&w, &buf, &len, &e), 0);
+	struct snap_image img;
+	cr_assert_eq(snap_parse(buf, len, &img, &e), 0, "%s", e.msg);
+	cr_assert_eq(snap_serial_restore(&s2, &img, &e), 0, "%s", e.msg);
+	cr_assert_eq(snap_i8042_restore(&k2, &img, &e), 0, "%s", e.msg);
+	cr_assert_eq(snap_check_all_used(&img, &e), 0);
+	cr_assert_eq(s2.ier, 0x05);
+	cr_assert_eq(s2.lcr, 0x03);
+	cr_assert_eq(s2.rx_count, 3);
+	cr_assert_eq(memcmp(&s2.rx[s2.rx_head], "abc", 3), 0);
+	cr_assert_eq(k2.count, k1.count);
+	cr_assert_gt(k2.count, 0);
+	cr_assert_eq(memcmp(k2.buf, k1.buf, sizeof(k1.buf)), 0);
+	snap_image_free(&img);
+	snap_writer_free(&w);
+
+	/* a FIFO position out of range is refused, the device left alone */
+	s1.rx_head = SERIAL_FIFO_SIZE + 5;
+	cr_assert_eq(snap_writer_init(&w, 1 << 20, 0), 0);
+	cr_assert_eq(snap_serial_save(&s1, &w), 0);
+	cr_assert_eq(snap_writer_finish(&w, &buf, &len, &e), 0);
+	cr_assert_eq(snap_parse(buf, len, &img, &e), 0);
+	serial_init(&s2, -1, no_irq, NULL);
+	cr_assert_eq(snap_serial_restore(&s2, &img, &e), -EINVAL);
+	cr_assert(strstr(e.msg, "out of range") != NULL, "%s", e.msg);
+	cr_assert_eq(s2.rx_count, 0);
+	snap_image_free(&img);
+	snap_writer_free(&w);
+}
