@@ -60,9 +60,28 @@ for i in $(seq "$RUNS"); do
 	echo $(( t1 - t0 )) >>"$T/bare"
 	kill -9 $p; wait $p 2>/dev/null
 done
+# The jailer's own share: jail + exec of a static no-op program against a
+# plain spawn of the same program (both fork+exec from bash).
+printf 'int main(void) { return 0; }\n' >"$T/noop.c"
+cc -static -O2 -o "$T/noop" "$T/noop.c" || exit 1
+: >"$T/jnoop"; : >"$T/bnoop"
+for i in $(seq "$RUNS"); do
+	t0=${EPOCHREALTIME/./}
+	"$JAILER" --id "noop-$i" --exec-file "$T/noop" --uid 43210 --gid 43210 --chroot-base-dir "$BASE" \
+		--cgroup pids.max=100 || exit 1
+	t1=${EPOCHREALTIME/./}
+	echo $(( t1 - t0 )) >>"$T/jnoop"
+	"$JAILER" --cleanup --id "noop-$i" --exec-file "$T/noop" --chroot-base-dir "$BASE" || exit 1
+	t0=${EPOCHREALTIME/./}
+	"$T/noop"
+	t1=${EPOCHREALTIME/./}
+	echo $(( t1 - t0 )) >>"$T/bnoop"
+done
 echo "bench/jailer: $RUNS runs, VMM: $what ($(stat -c %s "$VMM") bytes copied per jail)"
 printf 'jail + exec to API socket ready: median %s us (min %s, max %s)\n' \
 	"$(median <"$T/start")" "$(sort -n "$T/start" | head -1)" "$(sort -n "$T/start" | tail -1)"
 printf 'same VMM without a jail (spawn to socket): median %s us\n' "$(median <"$T/bare")"
 printf 'wisp-jailer --cleanup: median %s us\n' "$(median <"$T/clean")"
+printf 'jail + exec of a static no-op to its exit: median %s us; the no-op spawned alone: median %s us\n' \
+	"$(median <"$T/jnoop")" "$(median <"$T/bnoop")"
 echo "(times include bash's fork+exec of the jailer and a busy-wait on the socket; a 2-core PVM guest, not hardware)"
