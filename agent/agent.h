@@ -19,6 +19,8 @@
 #define AGENT_OUT_HIGH (1u << 20)
 #define AGENT_OUT_LOW  (256u << 10)
 #define AGENT_CHUNK    (64u << 10)
+/* A connection keeps its receive buffer between frames up to this size. */
+#define AGENT_KEEP_RXBUF (256u << 10)
 
 enum ep_kind { EP_LISTEN = 1, EP_SIGNAL, EP_CONN, EP_JOB_IN, EP_JOB_OUT, EP_JOB_ERR };
 
@@ -55,8 +57,8 @@ struct conn {
 	uint8_t hdr[WPROTO_HDR_SIZE];
 	size_t hdr_got;
 	struct wproto_hdr h;
-	uint8_t *body;     /* frame being received, h.length bytes */
-	size_t body_got;
+	uint8_t *body;     /* frame being received (reused between frames) */
+	size_t body_cap, body_got;
 	struct wproto_buf out;
 	size_t out_off;
 	uint32_t cur_events;

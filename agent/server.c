@@ -208,13 +208,14 @@ static void do_restored(struct agent *a, struct conn *c, const struct wproto_msg
 	conn_send(c, &ack);
 }
 
-/* One whole frame has arrived; body ownership passes here. */
-static void dispatch(struct agent *a, struct conn *c, uint8_t *body)
+/* One whole frame has arrived in c->body. A job that starts takes the
+ * buffer (its stdin bytes live there); otherwise it stays for the next frame. */
+static void dispatch(struct agent *a, struct conn *c)
 {
 	struct wisp_err err = { 0 };
 	struct wproto_msg m;
+	uint8_t *body = c->body;
 	if (wproto_decode(&c->h, body, &m, &err) < 0) {
-		free(body);
 		refuse(c, c->h.id, &err);
 		return;
 	}
@@ -227,10 +228,12 @@ static void dispatch(struct agent *a, struct conn *c, uint8_t *body)
 	}
 	case WPROTO_INVOKE:
 	case WPROTO_EXEC:
-		if (job_start(a, c, body, &m, &err) < 0)
+		if (job_start(a, c, body, &m, &err) < 0) {
 			conn_send_error(c, m.id, err.code, err.msg);
-		else
-			body = NULL; /* the job keeps its stdin bytes */
+		} else {
+			c->body = NULL;
+			c->body_cap = 0;
+		}
 		break;
 	case WPROTO_RESTORED:
 		do_restored(a, c, &m);
@@ -251,7 +254,11 @@ static void dispatch(struct agent *a, struct conn *c, uint8_t *body)
 		break;
 	}
 	wproto_msg_free(&m);
-	free(body);
+	if (c->body_cap > AGENT_KEEP_RXBUF) { /* do not sit on a huge buffer */
+		free(c->body);
+		c->body = NULL;
+		c->body_cap = 0;
+	}
 }
 
 /* Returns -1 when the connection was closed. */
@@ -295,8 +302,13 @@ static int conn_read(struct agent *a, struct conn *c)
 				refuse(c, c->h.id, &err);
 				return 0;
 			}
-			c->body = malloc(c->h.length ? c->h.length : 1);
+			if (c->body_cap < c->h.length || !c->body) {
+				free(c->body);
+				c->body_cap = c->h.length ? c->h.length : 1;
+				c->body = malloc(c->body_cap);
+			}
 			if (!c->body) {
+				c->body_cap = 0;
 				wisp_err_set(&err, ENOMEM, "no memory for a %u-byte frame", c->h.length);
 				refuse(c, c->h.id, &err);
 				return 0;
@@ -306,10 +318,8 @@ static int conn_read(struct agent *a, struct conn *c)
 			c->body_got += (size_t)n;
 		}
 		if (c->body_got == c->h.length) {
-			uint8_t *body = c->body;
-			c->body = NULL;
 			c->hdr_got = 0;
-			dispatch(a, c, body);
+			dispatch(a, c);
 		}
 	}
 	return 0;
