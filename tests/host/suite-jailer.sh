@@ -48,6 +48,7 @@ cleanup_all() {
 	rm -rf "$T"
 }
 trap cleanup_all EXIT
+trap "exit 1" INT TERM HUP PIPE   # so that EXIT cleans up
 
 # Pick the VMM: the real one if it reaches its API socket here.
 VMM=$PWD/$BUILD/bin/wisp-vmm
