@@ -16,8 +16,9 @@
 #   WISP_LANE_FILTER         case names to run (patterns, as the arguments)
 #   WISP_LANE_MODE           direct | nested (default: detect)
 #   WISP_LANE_CASE_TIMEOUT   default per-case timeout in seconds (300)
-#   WISP_LANE_TOTAL_TIMEOUT  overall limit for the nested L2 (default: sum of
-#                            the selected cases' timeouts + 300)
+#   WISP_LANE_TOTAL_TIMEOUT  overall limit (default: sum of the selected
+#                            cases' timeouts + 300, at most 3000)
+#   WISP_LANE_GUEST_LOGLEVEL kernel loglevel in lib.sh's LANE_BOOT_ARGS (5)
 #   WISP_LANE_VERBOSE=1      show every case's output, not only failures'
 #   WISP_LANE_NO_BUILD=1     do not run make / the image builders first
 #   WISP_LANE_EXTRA_BINS     more host programs to pack into the L2
@@ -61,7 +62,10 @@ for c in "$here"/cases/*.sh; do
 	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
 	ncases=$((ncases + 1)); budget=$((budget + ${t:-${WISP_LANE_CASE_TIMEOUT:-300}}))
 done
+# The sum of the case timeouts is only a ceiling; past 50 minutes something
+# is hung, and the README's whole test command must stay under an hour.
 total_timeout=${WISP_LANE_TOTAL_TIMEOUT:-$((budget + 300))}
+[ -n "${WISP_LANE_TOTAL_TIMEOUT:-}" ] || [ "$total_timeout" -le 3000 ] || total_timeout=3000
 
 # ---- hardware KVM or the nested lane ---------------------------------------------
 hw_kvm() {
@@ -129,6 +133,8 @@ copy_tests() {
 
 echo "lane: mode $mode, $ncases case(s)${WISP_LANE_FILTER:+ matching '$WISP_LANE_FILTER'}"
 if [ "$mode" = direct ]; then
+	# Failed cases' scratch dirs from an earlier run would mislead.
+	for d in "$outdir"/*/; do [ "$(basename "$d")" = l2root ] || rm -rf "$d"; done
 	scratch=$(mktemp -d /dev/shm/wisp-lane.XXXXXX 2>/dev/null || mktemp -d)
 	trap 'rm -rf "$scratch"' EXIT
 	mkdir -p "$scratch/repo"
@@ -205,6 +211,7 @@ install -m 0755 "$here/l2-init.sh" "$root/init"
 	printf 'export WISP_LANE_FILTER=%q\n' "$WISP_LANE_FILTER"
 	[ -n "${WISP_LANE_CASE_TIMEOUT:-}" ] && printf 'export WISP_LANE_CASE_TIMEOUT=%q\n' "$WISP_LANE_CASE_TIMEOUT"
 	[ -n "${WISP_LANE_VERBOSE:-}" ] && printf 'export WISP_LANE_VERBOSE=%q\n' "$WISP_LANE_VERBOSE"
+	[ -n "${WISP_LANE_GUEST_LOGLEVEL:-}" ] && printf 'export WISP_LANE_GUEST_LOGLEVEL=%q\n' "$WISP_LANE_GUEST_LOGLEVEL"
 	echo 'export WISP_LANE_MODE=nested'
 } > "$root/lane/env"
 ( cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 ) > "$outdir/l2-initramfs.cpio" ||
