@@ -1,5 +1,6 @@
-/* i8042: ports 0x60 (data) and 0x64 (status/command). Registered as two
- * one-byte ranges; the bus offset tells them apart by opaque tag. */
+/* i8042: ports 0x60 (data) and 0x64 (status/command), registered as one
+ * range 0x60-0x64; the offset tells them apart (0x61 is KVM's PIT speaker
+ * port and never reaches us; 0x62/0x63 read all ones). */
 #include "i8042.h"
 
 #include <errno.h>
