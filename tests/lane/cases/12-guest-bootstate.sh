@@ -13,7 +13,7 @@ args="console=ttyS0 wisp.marker=xyzzy-42 quoted=\"a b\""
 for mem in 64 300; do
 	cfg=$WISP_TMP/bs$mem.json out=$WISP_TMP/bs$mem.out
 	lane_vmm_config "$cfg" --kernel "$WISP_GUESTS/bootstate.elf" --args "$args" --mem $mem
-	timeout -k 5 40 "$WISP_BIN/wisp-vmm" --no-api --config-file "$cfg" </dev/null >"$out" 2>&1
+	timeout -k 5 40 "$WISP_BIN/wisp-vmm" --no-api --config-file "$cfg" </dev/null >"$out" 2>"$out.err"
 	rc=$?
 	tr -d '\r' <"$out" >"$out.txt"
 	[ "$rc" -eq 0 ] || { lane_show "$out.txt"; lane_fail "mem $mem: wisp-vmm exited $rc"; }

@@ -10,7 +10,7 @@ lane_need_bin wisp-vmm
 for n in 1 2 4 8; do
 	cfg=$WISP_TMP/smp$n.json out=$WISP_TMP/smp$n.out
 	lane_vmm_config "$cfg" --kernel "$WISP_GUESTS/smp.elf" --args "console=ttyS0" --vcpus $n
-	timeout -k 5 40 "$WISP_BIN/wisp-vmm" --no-api --config-file "$cfg" </dev/null >"$out" 2>&1
+	timeout -k 5 40 "$WISP_BIN/wisp-vmm" --no-api --config-file "$cfg" </dev/null >"$out" 2>"$out.err"
 	rc=$?
 	tr -d '\r' <"$out" >"$out.txt"
 	[ "$rc" -eq 0 ] || { lane_show "$out.txt"; lane_fail "$n vCPUs: wisp-vmm exited $rc"; }

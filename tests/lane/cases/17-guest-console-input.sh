@@ -9,7 +9,7 @@ lane_need_bin wisp-vmm
 [ -f "$WISP_GUESTS/echo.elf" ] || lane_skip "echo.elf not built"
 cfg=$WISP_TMP/echo.json out=$WISP_TMP/echo.out
 lane_vmm_config "$cfg" --kernel "$WISP_GUESTS/echo.elf" --args "console=ttyS0"
-lane_vmm_start "$cfg" "$out"
+lane_vmm_start "$cfg" "$out" --level Warning
 wait_for_log 'echo: ready' "$out" 30 "$LANE_VMM_PID" || { lane_vmm_stop; lane_show "$out"; lane_fail "echo guest did not start"; }
 long=$(printf 'abcdefghij%.0s' $(seq 1 20))
 lane_vmm_send "hello wisp"
