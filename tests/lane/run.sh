@@ -18,6 +18,8 @@
 #   WISP_LANE_CASE_TIMEOUT   default per-case timeout in seconds (300)
 #   WISP_LANE_TOTAL_TIMEOUT  overall limit (default: sum of the selected
 #                            cases' timeouts + 300, at most 3000)
+#   WISP_LANE_HANG_GRACE     seconds past a case's timeout before the host
+#                            declares the L2 hung and stops QEMU (120)
 #   WISP_LANE_GUEST_LOGLEVEL kernel loglevel in lib.sh's LANE_BOOT_ARGS (5)
 #   WISP_LANE_VERBOSE=1      show every case's output, not only failures'
 #   WISP_LANE_NO_BUILD=1     do not run make / the image builders first
@@ -88,9 +90,23 @@ fi
 # $outdir/summary ("PASSED FAILED SKIPPED DONE SETUP_FAILED").
 report() {
 	local line rest kind name status rc secs pass=0 fail=0 skip=0 done=0 setupfail=0 ready=0
-	local outbuf=$outdir/.case-output t0=$SECONDS
+	local rrc outbuf=$outdir/.case-output t0=$SECONDS deadline=0 current="" grace=${WISP_LANE_HANG_GRACE:-120}
 	: > "$outbuf"
-	while IFS= read -r line || [ -n "$line" ]; do
+	while :; do
+		# A case the L2 never reports on (the L2 hung, or its runner did) ends
+		# the run: per-case timeout plus a grace period, then QEMU is killed.
+		IFS= read -r -t 5 line; rrc=$?
+		if [ "$rrc" -ne 0 ]; then
+			if [ "$rrc" -gt 128 ]; then
+				if [ "$deadline" -gt 0 ] && [ "$SECONDS" -gt "$deadline" ] && [ -f "$outdir/qemu.pid" ]; then
+					echo "FAIL     $current: no result from the L2 ${grace}s past the case's timeout; the L2 is hung, stopping QEMU"
+					fail=$((fail + 1)); deadline=0
+					kill "$(cat "$outdir/qemu.pid")" 2>/dev/null
+				fi
+				continue
+			fi
+			[ -n "$line" ] || break
+		fi
 		line=${line//$'\r'/}
 		[[ $line == *"$P "* ]] || continue
 		rest=${line#*"$P "}
@@ -99,7 +115,8 @@ report() {
 		setup-ok) echo "lane: L2 ready after $((SECONDS - t0))s ($rest)"; ready=1 ;;
 		setup-fail) echo "lane: L2 setup failed: $rest"; setupfail=1 ;;
 		setup-log) echo "    $rest" ;;
-		start) read -r name secs <<<"$rest"; : > "$outbuf"; echo "RUN      $name (timeout ${secs}s)" ;;
+		start) read -r name secs <<<"$rest"; : > "$outbuf"; echo "RUN      $name (timeout ${secs}s)"
+			current=$name; deadline=$((SECONDS + secs + 10 + grace)) ;;
 		out) printf '%s\n' "${rest#* | }" >> "$outbuf" ;;
 		result)
 			read -r name status rc secs <<<"$rest"
@@ -108,7 +125,7 @@ report() {
 			skip) echo "SKIPPED  $name: $(sed -n '1s/^SKIPPED:* *//p' "$outbuf")"; skip=$((skip + 1)) ;;
 			*) echo "FAIL     $name (exit $rc, ${secs}s); its output:"; fail=$((fail + 1)); sed 's/^/    | /' "$outbuf" ;;
 			esac
-			: > "$outbuf" ;;
+			: > "$outbuf"; deadline=0 ;;
 		done) done=1 ;;
 		esac
 	done
@@ -225,8 +242,9 @@ echo "lane: L2 kernel $kver, packed in $((SECONDS - pack_t0))s, initramfs $(( $(
 log=$outdir/l2-serial.log
 for attempt in 1 2; do
 	t0=$(date +%s)
+	rm -f "$outdir/qemu.pid"
 	timeout -k 10 "$total_timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt \
-		-smp 2 -m 4G -nographic -no-reboot -nic none \
+		-smp 2 -m 4G -nographic -no-reboot -nic none -pidfile "$outdir/qemu.pid" \
 		-kernel "$vmlinuz" -initrd "$outdir/l2-initramfs.cpio" \
 		-append "console=ttyS0 rdinit=/init quiet loglevel=3 panic=-1 no_timer_check" \
 		</dev/null 2>&1 | tee "$log" | report
