@@ -52,7 +52,7 @@ start_vmm() { # start_vmm SOCK LOG [ARGS]: sets VPID
 		sleep 0.02
 	done
 }
-stop_vmm() { kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
+stop_vmm() { kill -KILL "$1" 2>/dev/null; wait "$1" 2>/dev/null; PIDS=(); }
 
 for mem in 128 1024; do
 	printf '{"boot-source":{"kernel_image_path":"%s","boot_args":"console=ttyS0"},"machine-config":{"vcpu_count":1,"mem_size_mib":%s,"track_dirty_pages":true}}' \
@@ -113,4 +113,5 @@ for n in $clone_counts; do
 	echo "snapshot-bench: $n idle clone(s) of one 128 MiB snapshot: Rss $rss KiB total ($((rss / n)) per clone), Pss $pss KiB total ($((pss / n)) per clone), private anonymous $((anon / n)) KiB per clone"
 	for p in "${cl[@]}"; do kill -KILL "$p" 2>/dev/null; done
 	wait "${cl[@]}" 2>/dev/null
+	PIDS=()   # never signal a pid that may have been reused
 done
