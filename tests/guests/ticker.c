@@ -4,13 +4,6 @@
  * see pause (no ticks), resume (ticks again) and SendCtrlAltDel. */
 #include "guest.h"
 
-static inline uint64_t rdtsc(void)
-{
-	uint32_t lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return ((uint64_t)hi << 32) | lo;
-}
-
 void main(void)
 {
 	uint64_t n = 0, next = rdtsc();

@@ -6,15 +6,22 @@
 #
 # - On a host with hardware KVM (kvm_intel or kvm_amd loaded, /dev/kvm
 #   usable) the cases run here, as root, directly.
-# - Otherwise (PVM or no KVM at all) it starts the nested lane: QEMU (TCG
-#   with emulated SVM) boots a Debian cloud kernel (L2) with an initramfs
-#   holding busybox, a few tools, the project's binaries, guests, images and
-#   tests; the L2 loads kvm-amd and runs the cases; results come back over
-#   the serial console.
+# - Otherwise Linux guests need the nested lane: QEMU (TCG with emulated
+#   SVM) boots a Debian cloud kernel (L2) with an initramfs holding busybox,
+#   a few tools, the project's binaries, guests, images and tests; the L2
+#   loads kvm-amd and runs the cases; results come back over the serial
+#   console.
+# - Where the host's /dev/kvm is software KVM that still runs the tiny test
+#   guests (PVM, docs/HOST.md lane 1: probed by booting hello.elf), the cases
+#   marked `# lane-guest: tiny` run here on it first (mode split), and only
+#   the Linux cases go to the nested lane. Without a usable /dev/kvm every
+#   case goes nested.
 #
 # Environment:
 #   WISP_LANE_FILTER         case names to run (patterns, as the arguments)
-#   WISP_LANE_MODE           direct | nested (default: detect)
+#   WISP_LANE_MODE           direct | split | nested (default: detect)
+#   WISP_LANE_KIND           all | tiny | linux: which cases (by their
+#                            `# lane-guest:` line; split mode sets it)
 #   WISP_LANE_CASE_TIMEOUT   default per-case timeout in seconds (300)
 #   WISP_LANE_TOTAL_TIMEOUT  overall limit (default: sum of the selected
 #                            cases' timeouts + 300, at most 3000)
@@ -57,10 +64,21 @@ selected() {
 	done
 	return 1
 }
+# kind_ok FILE KIND: as in runner.sh (`# lane-guest: tiny|linux|any`).
+kind_ok() {
+	local k
+	k=$(sed -n 's/^# lane-guest: *\([a-z]*\).*/\1/p' "$1" | head -n1)
+	case $2:${k:-linux} in
+	all:*|*:any|tiny:tiny|linux:linux) return 0 ;;
+	esac
+	return 1
+}
+export WISP_LANE_KIND=${WISP_LANE_KIND:-all}
 ncases=0 budget=0
 for c in "$here"/cases/*.sh; do
 	[ -e "$c" ] || continue
 	selected "$(basename "$c" .sh)" || continue
+	kind_ok "$c" "$WISP_LANE_KIND" || continue
 	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
 	ncases=$((ncases + 1)); budget=$((budget + ${t:-${WISP_LANE_CASE_TIMEOUT:-300}}))
 done
@@ -76,13 +94,50 @@ hw_kvm() {
 	{ exec 3<>/dev/kvm; } 2>/dev/null || return 1
 	exec 3>&-
 }
+# tiny_kvm: the host's /dev/kvm runs a tiny guest to its reset (PVM does;
+# docs/HOST.md lane 1), so the tiny-guest cases can run here.
+tiny_kvm() {
+	local cfg out rc
+	[ -c /dev/kvm ] && [ -x "$repo/build/bin/wisp-vmm" ] && [ -f "$repo/build/guests/hello.elf" ] || return 1
+	cfg=$(mktemp) out=$(mktemp)
+	printf '{"boot-source": {"kernel_image_path": "%s"}, "machine-config": {"vcpu_count": 1, "mem_size_mib": 16}}\n' \
+		"$repo/build/guests/hello.elf" > "$cfg"
+	timeout -k 5 30 "$repo/build/bin/wisp-vmm" --no-api --config-file "$cfg" </dev/null >"$out" 2>&1
+	rc=$?
+	grep -q 'hello from the wisp tiny guest' "$out" && [ "$rc" -eq 0 ]; rc=$?
+	[ "$rc" -eq 0 ] || { echo "lane: the host's /dev/kvm does not run the tiny hello guest; its output:"; tail -n 5 "$out" | sed 's/^/    /'; }
+	rm -f "$cfg" "$out"
+	return "$rc"
+}
 mode=${WISP_LANE_MODE:-}
 if [ -z "$mode" ]; then
-	if hw_kvm; then mode=direct; else mode=nested; fi
+	if hw_kvm; then mode=direct; elif tiny_kvm; then mode=split; else mode=nested; fi
 fi
 export WISP_LANE_MODE=$mode
 if [ "$(id -u)" -ne 0 ]; then
 	die "the lane needs root (it loads modules in the L2 or runs VMMs with taps here)"
+fi
+
+# ---- split: tiny guests on the host's KVM, Linux guests nested --------------------
+if [ "$mode" = split ]; then
+	echo "lane: mode split: tiny-guest cases on this host's /dev/kvm, Linux cases in the nested lane"
+	tot_p=0 tot_f=0 tot_s=0 bad=0
+	for part in direct:tiny nested:linux; do
+		n=0
+		for c in "$here"/cases/*.sh; do
+			# `any` cases (the lane self-check) alone do not start a part.
+			grep -q '^# lane-guest: *any' "$c" && continue
+			selected "$(basename "$c" .sh)" && kind_ok "$c" "${part#*:}" && n=$((n + 1))
+		done
+		[ "$n" -gt 0 ] || continue
+		rm -f "$outdir/summary"
+		WISP_LANE_NO_BUILD=1 WISP_LANE_MODE=${part%%:*} WISP_LANE_KIND=${part#*:} bash "$here/run.sh" || bad=1
+		read -r p f s _ < "$outdir/summary" || { p=0 f=1 s=0; }
+		tot_p=$((tot_p + p)) tot_f=$((tot_f + f)) tot_s=$((tot_s + s))
+	done
+	echo "lane (both parts): $tot_p passed, $tot_f failed, $tot_s skipped"
+	[ "$bad" -eq 0 ] && [ "$tot_f" -eq 0 ]
+	exit $?
 fi
 
 # ---- parse the runner's protocol from stdin -----------------------------------------
@@ -148,7 +203,7 @@ copy_tests() {
 	tar -C "$repo/tests" --exclude=./lane/out -cf - . | tar -C "$1" -xf -
 }
 
-echo "lane: mode $mode, $ncases case(s)${WISP_LANE_FILTER:+ matching '$WISP_LANE_FILTER'}"
+echo "lane: mode $mode, $ncases case(s)${WISP_LANE_FILTER:+ matching '$WISP_LANE_FILTER'}$([ "$WISP_LANE_KIND" = all ] || echo ", $WISP_LANE_KIND guests")"
 if [ "$mode" = direct ]; then
 	# Failed cases' scratch dirs from an earlier run would mislead.
 	for d in "$outdir"/*/; do [ "$(basename "$d")" = l2root ] || rm -rf "$d"; done
@@ -228,6 +283,7 @@ install -m 0755 "$here/l2-init.sh" "$root/init"
 	printf 'export WISP_LANE_FILTER=%q\n' "$WISP_LANE_FILTER"
 	[ -n "${WISP_LANE_CASE_TIMEOUT:-}" ] && printf 'export WISP_LANE_CASE_TIMEOUT=%q\n' "$WISP_LANE_CASE_TIMEOUT"
 	[ -n "${WISP_LANE_VERBOSE:-}" ] && printf 'export WISP_LANE_VERBOSE=%q\n' "$WISP_LANE_VERBOSE"
+	printf 'export WISP_LANE_KIND=%q\n' "$WISP_LANE_KIND"
 	[ -n "${WISP_LANE_GUEST_LOGLEVEL:-}" ] && printf 'export WISP_LANE_GUEST_LOGLEVEL=%q\n' "$WISP_LANE_GUEST_LOGLEVEL"
 	echo 'export WISP_LANE_MODE=nested'
 } > "$root/lane/env"

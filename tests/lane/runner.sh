@@ -10,6 +10,8 @@
 # shell patterns, matched against the case name without .sh; a plain word
 # matches as a substring), WISP_LANE_CASE_TIMEOUT (default timeout per case,
 # seconds; a case can set its own with a `# lane-timeout: N` line),
+# WISP_LANE_KIND=all|tiny|linux (only the cases whose `# lane-guest:` line
+# says tiny, or only the others; `any` cases run in both),
 # WISP_LANE_VERBOSE=1 (send every case's output, not only failures').
 #
 # Protocol (one per line, prefix "@@wisp-lane@@ "):
@@ -23,6 +25,7 @@ tests=$1 bin=$2 guests=$3 images=$4 tmproot=$5
 P='@@wisp-lane@@'
 default_timeout=${WISP_LANE_CASE_TIMEOUT:-300}
 filter=${WISP_LANE_FILTER:-}
+kind=${WISP_LANE_KIND:-all}
 verbose=${WISP_LANE_VERBOSE:-0}
 
 selected() {
@@ -32,6 +35,17 @@ selected() {
 		# shellcheck disable=SC2053
 		[[ $name == $pat || $name == *$pat* ]] && return 0
 	done
+	return 1
+}
+
+# kind_ok FILE KIND: the case's `# lane-guest: tiny|linux|any` line (linux
+# when absent) fits KIND (all, tiny or linux).
+kind_ok() {
+	local k
+	k=$(sed -n 's/^# lane-guest: *\([a-z]*\).*/\1/p' "$1" | head -n1)
+	case $2:${k:-linux} in
+	all:*|*:any|tiny:tiny|linux:linux) return 0 ;;
+	esac
 	return 1
 }
 
@@ -51,6 +65,7 @@ shopt -s nullglob
 for c in "$tests"/lane/cases/*.sh; do
 	name=$(basename "$c" .sh)
 	selected "$name" || continue
+	kind_ok "$c" "$kind" || continue
 	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
 	t=${t:-$default_timeout}
 	scratch=$tmproot/$name

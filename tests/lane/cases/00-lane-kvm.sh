@@ -2,6 +2,7 @@
 # The lane itself: /dev/kvm exists and opens read-write, the scratch dir is
 # empty and on tmpfs, and the contract's directories are there. If this
 # fails, every other case's result means nothing.
+# lane-guest: any
 # lane-timeout: 30
 set -euo pipefail
 fail() { echo "FAIL: $*"; exit 1; }

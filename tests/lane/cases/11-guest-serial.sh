@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tiny guest (core): the hello guest prints through the 8250 UART and resets
 # through the i8042; wisp-vmm shows the line on stdout and exits 0.
+# lane-guest: tiny
 # lane-timeout: 60
 set -uo pipefail
 . lane/lib.sh

@@ -4,6 +4,7 @@
 # interrupts off, boot_flag/HdrS, the command line from the config file, and
 # an e820 map whose RAM adds up to the configured size (minus the legacy
 # hole 0x9fc00-0x100000).
+# lane-guest: tiny
 # lane-timeout: 60
 set -uo pipefail
 . lane/lib.sh

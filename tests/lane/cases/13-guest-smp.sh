@@ -2,6 +2,7 @@
 # Tiny guest (core): the MP table lists every vCPU, one IOAPIC and IRQs
 # 0-23, and every AP comes up through INIT-SIPI-SIPI from the guest's
 # local APIC into a real-mode trampoline.
+# lane-guest: tiny
 # lane-timeout: 90
 set -uo pipefail
 . lane/lib.sh

@@ -3,6 +3,7 @@
 # width, string I/O) and MMIO in the gap and above RAM. Reads return all
 # ones, the VMM logs (rate-limited) and keeps running; the guest then resets
 # and the VMM exits 0.
+# lane-guest: tiny
 # lane-timeout: 90
 set -uo pipefail
 . lane/lib.sh

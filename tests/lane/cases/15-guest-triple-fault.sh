@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tiny guest (core): a triple fault ends the VMM with exit code 2 (distinct
 # from a clean reset) and a register dump in the log.
+# lane-guest: tiny
 # lane-timeout: 60
 set -uo pipefail
 . lane/lib.sh

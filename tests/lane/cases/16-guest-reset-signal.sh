@@ -3,6 +3,7 @@
 # --boot-timer logs the guest's first write); SIGTERM and SIGINT stop a
 # running VMM cleanly with 0; bad kernels are refused with 152 before any
 # vCPU runs.
+# lane-guest: tiny
 # lane-timeout: 90
 set -uo pipefail
 . lane/lib.sh

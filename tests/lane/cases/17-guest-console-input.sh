@@ -2,6 +2,7 @@
 # Tiny guest (core): host stdin reaches the guest through the UART's
 # receive FIFO (the VMM thread feeds it from the event loop), also in
 # chunks larger than the 64-byte FIFO.
+# lane-guest: tiny
 # lane-timeout: 60
 set -uo pipefail
 . lane/lib.sh

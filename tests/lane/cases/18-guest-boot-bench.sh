@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tiny-guest boot figures (core): runs bench/boot.sh and passes its medians
 # on as lane-figure lines. Asserts only that the benchmark ran.
+# lane-guest: tiny
 # lane-timeout: 200
 set -uo pipefail
 . lane/lib.sh

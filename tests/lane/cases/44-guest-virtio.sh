@@ -4,6 +4,7 @@
 # status (rings anywhere, notifies of any queue), then checks that A still
 # works and that B recovers after a reset. The VMM must survive, log the
 # violations rate-limited, write sector 2 of A's image, and exit 0.
+# lane-guest: tiny
 # lane-timeout: 120
 set -uo pipefail
 . lane/lib.sh

@@ -5,6 +5,7 @@
 # ticks again after resume; configuration refused once running; FlushMetrics
 # writes vCPU exit counters; SendCtrlAltDel reaches the guest through the
 # i8042, it resets and wisp-vmm exits 0.
+# lane-guest: tiny
 # lane-timeout: 240
 set -uo pipefail
 . lane/lib.sh

@@ -6,6 +6,7 @@
 # restore the Full snapshot at once from the same files (MAP_PRIVATE) and
 # both go on from the saved count; a third restores the Diff merged onto
 # the Full with wisp-snap merge and goes on from the newer count.
+# lane-guest: tiny
 # lane-timeout: 240
 set -uo pipefail
 . lane/lib.sh

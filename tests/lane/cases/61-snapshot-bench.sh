@@ -3,6 +3,7 @@
 # time and sizes, load-to-running for 128 MiB and 1 GiB, Rss/Pss of 1, 10
 # and 50 idle clones) and passes its figures on as lane-figure lines. It
 # asserts only that the benchmark ran and printed its figures.
+# lane-guest: tiny
 # lane-timeout: 600
 set -uo pipefail
 . lane/lib.sh
