@@ -45,6 +45,8 @@ struct agent {
 	struct conn *conns;
 	unsigned nconns;
 	struct job *jobs;
+	uint64_t sweep_at_ns;    /* next sweep for leftovers, 0 = none planned */
+	unsigned sweep_delay_ms; /* between sweeps that still find some */
 	int stop;           /* SHUTDOWN or SIGTERM seen */
 	uint8_t scratch[AGENT_CHUNK];
 };
@@ -72,7 +74,7 @@ struct job {
 	struct conn *conn; /* NULL once the client went away */
 	uint32_t id;
 	int streaming;     /* EXEC: OUTPUT frames then EXIT */
-	pid_t pid;         /* also the process group id */
+	pid_t pid;         /* also the process group id; a child subreaper */
 	int in_fd, out_fd[2];
 	struct ep_src in_src, out_src[2];
 	uint8_t *frame;    /* request body: keeps the stdin bytes alive */
@@ -85,6 +87,25 @@ struct job {
 	uint64_t start_ns, deadline_ns;
 	int paused;
 };
+
+/* sweep.c: processes left over from finished invocations. One row per
+ * process of a /proc scan; verdict and kill are filled by sweep_classify. */
+struct sweep_proc {
+	pid_t pid, ppid;
+	char state;          /* from /proc/PID/stat: R, S, D, Z, ... */
+	signed char verdict; /* internal */
+	unsigned char kill;  /* a live process left over: kill it */
+};
+/* Marks (kill = 1) every live process whose parents lead to self without
+ * passing through a direct child of self for which running() says yes;
+ * returns how many. Sorts p by pid. */
+size_t sweep_classify(struct sweep_proc *p, size_t n, pid_t self,
+		      int (*running)(void *ctx, pid_t pid), void *ctx);
+/* Reads every PROC/PID/stat; *out is malloc'ed. */
+int sweep_scan(const char *proc, struct sweep_proc **out, size_t *n);
+/* Kills what finished invocations left behind; returns how many processes
+ * were signalled, or -errno. */
+int sweep_orphans(struct agent *a);
 
 /* sys.c: PID 1 duties */
 /* cmdline: where the boot parameters are read (/proc/cmdline) */

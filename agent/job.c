@@ -1,7 +1,10 @@
 /* Handlers: each INVOKE or EXEC runs in a child that leads its own process
- * group, with pipes for stdin, stdout and stderr watched by the agent's
- * epoll loop. The group is killed on timeout, when the client goes away, and
- * once the leader exits (so nothing a handler started outlives it). */
+ * group and is a child subreaper, with pipes for stdin, stdout and stderr
+ * watched by the agent's epoll loop. The handler and its group are killed on
+ * timeout and when the client goes away; once the handler has ended, the
+ * group is killed and sweep.c kills whatever else it started (processes that
+ * left the group stay below the handler until it ends), so nothing a
+ * handler started outlives it. */
 #include "agent.h"
 
 #include <errno.h>
@@ -11,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,6 +47,16 @@ static void kill_group(struct job *j)
 		wlog_rl(WISP_LOG_WARN, "kill process group %d: %s", j->pid, strerror(errno));
 }
 
+/* The handler itself too, in case it moved to another group: once it is
+ * dead, everything below it goes to the agent and the sweep after its reap
+ * finds it (its pid cannot be reused before the agent reaps it). */
+static void kill_job(struct job *j)
+{
+	kill_group(j);
+	if (j->pid > 0 && kill(j->pid, SIGKILL) < 0 && errno != ESRCH)
+		wlog_rl(WISP_LOG_WARN, "kill handler %d: %s", j->pid, strerror(errno));
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void child_exec(const struct wproto_msg *m, int in, int out, int errfd, int report,
 		       char **argv, char **envp)
@@ -53,6 +67,8 @@ static void child_exec(const struct wproto_msg *m, int in, int out, int errfd, i
 		signal(s, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setpgid(0, 0);
+	/* Orphans of the handler's descendants stay below it (sweep.c). */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
 		goto fail;
 	if (m->cwd && chdir(m->cwd) < 0)
@@ -393,7 +409,7 @@ void job_detach_conn(struct agent *a, struct conn *c)
 	for (struct job *j = a->jobs; j; j = j->next) {
 		if (j->conn != c)
 			continue;
-		kill_group(j);
+		kill_job(j);
 		j->conn = NULL;
 		j->paused = 0;
 		close_fd(a, &j->in_fd);
@@ -410,8 +426,8 @@ void job_check_timeouts(struct agent *a, uint64_t now)
 		if (!j->deadline_ns || now < j->deadline_ns || (j->flags & WPROTO_F_TIMED_OUT))
 			continue;
 		j->flags |= WPROTO_F_TIMED_OUT;
-		wlog_debug("job %u: timed out, killing group %d", j->id, j->pid);
-		kill_group(j);
+		wlog_debug("job %u: timed out, killing pid %d and its group", j->id, j->pid);
+		kill_job(j);
 	}
 }
 
@@ -431,7 +447,7 @@ int64_t job_next_deadline_ms(struct agent *a, uint64_t now)
 void job_kill_all(struct agent *a)
 {
 	for (struct job *j = a->jobs; j; j = j->next)
-		kill_group(j);
+		kill_job(j);
 }
 
 void job_free_all(struct agent *a)

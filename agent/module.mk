@@ -1,7 +1,7 @@
 # agent/: wisp-agent (the guest's init and function runner, static) and
 # wisp-agent-ctl (the host-side test tool). The protocol codec and the
 # client library live in common/ (proto.c, agent_client.c).
-AGENT_LIB_SRCS := agent/job.c agent/server.c agent/sys.c
+AGENT_LIB_SRCS := agent/job.c agent/server.c agent/sweep.c agent/sys.c
 AGENT_LIB_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(AGENT_LIB_SRCS))
 $(eval $(call lib_rule,wispagent,$(AGENT_LIB_OBJS)))
 ALL_LIBS += $(BUILD)/libwispagent.a

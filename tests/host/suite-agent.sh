@@ -38,7 +38,8 @@ BG=()
 cleanup_all() {
 	for p in "${BG[@]}"; do { kill -9 "$p"; wait "$p"; } 2>/dev/null; done
 	[ -n "${APID:-}" ] && kill -9 "$APID" 2>/dev/null
-	pkill -9 -f "sleep [0-9]*\\.$TAG" 2>/dev/null
+	# repeated: a leftover that forks (a broken agent's survivors) may add more
+	for _ in 1 2 3 4 5; do pkill -9 -f "sleep [0-9]*\\.$TAG" 2>/dev/null || break; sleep 0.1; done
 	rm -rf "$T"
 }
 trap cleanup_all EXIT
@@ -256,6 +257,53 @@ for _ in $(seq 100); do pgrep -f "^sleep 3000.$TAG" >/dev/null && break; sleep 0
 kill -9 "$cp"; wait "$cp" 2>/dev/null
 check "client killed mid-EXEC: nothing remains" wait_gone "^sleep 3000.$TAG"
 
+# --- detached processes: setsid after a double fork ------------------------------------------
+# A daemon's way out: a child of a subshell that exits (so its parent is
+# gone) calls setsid (so it left the process group and the session). The
+# group kill cannot reach it; the agent must still kill it when its
+# invocation ends, and only then: another invocation running meanwhile, with
+# a detached process of its own, must not lose it.
+# detach N: shell code starting "sleep N.$TAG" that way
+detach() { echo "( setsid sleep $1.$TAG </dev/null >/dev/null 2>&1 & )"; }
+# detached_from PATTERN HANDLER_PID: the process matching PATTERN leads its
+# own session and process group, not the handler's
+detached_from() {
+	local p sid pgid; p=$(pgrep -f "$1" | head -n1)
+	[ -n "$p" ] && [ -n "$2" ] || return 1
+	read -r sid pgid < <(ps -o sid= -o pgid= -p "$p")
+	[ "$sid" = "$p" ] && [ "$pgid" = "$p" ] && [ "$pgid" != "$2" ]
+}
+wait_running() { for _ in $(seq 200); do running "$1" && return 0; sleep 0.05; done; return 1; }
+rm -f "$T/b-go" "$T/b.pid" "$T/a.pid"
+ctl invoke --timeout-ms 30000 /bin/sh -c "echo \$\$ > '$T/b.pid'; $(detach 6100); \
+	while [ ! -e '$T/b-go' ]; do sleep 0.02; done; echo B-done" >"$T/b-out" 2>&1 &
+bp=$!; BG+=("$bp")
+wait_running "^sleep 6100.$TAG"
+ctl invoke --meta --timeout-ms 2000 /bin/sh -c "echo \$\$ > '$T/a.pid'; $(detach 6000); sleep 6001.$TAG" \
+	>/dev/null 2>"$T/a-meta" &
+ap=$!; BG+=("$ap")
+wait_running "^sleep 6001.$TAG"
+check "detached: the handler's daemon runs in its own session and group" \
+	detached_from "^sleep 6000.$TAG" "$(cat "$T/a.pid" 2>/dev/null)"
+wait_pid "$ap"; rc=$?
+check "detached: the handler timed out (status 137)" bash -c "[ $rc = 137 ] && grep -q 'timed_out=1' '$T/a-meta'"
+check "detached: after the timeout, neither the handler's child nor its daemon remains" \
+	wait_gone "^sleep 600[01].$TAG"
+check "detached: another invocation running meanwhile keeps its own daemon" bash -c \
+	"pgrep -f '^sleep 6100.$TAG' >/dev/null && kill -0 $bp && [ ! -s '$T/b-out' ]"
+touch "$T/b-go"; wait_pid "$bp"; rc=$?
+check "detached: and that invocation then ends normally" bash -c "[ $rc = 0 ] && grep -qx B-done '$T/b-out'"
+check "detached: its daemon is killed when it ends (the handler exited by itself)" \
+	wait_gone "^sleep 6100.$TAG"
+"$CTLBIN" --unix "$S" exec /bin/sh -c "$(detach 6200); echo up; sleep 6201.$TAG" >/dev/null 2>&1 &
+cp=$!; BG+=("$cp")
+wait_running "^sleep 6201.$TAG"; wait_running "^sleep 6200.$TAG"
+kill -9 "$cp"; wait "$cp" 2>/dev/null
+check "detached: client killed mid-EXEC: its handler's daemon is gone too" wait_gone "^sleep 620[01].$TAG"
+# a daemon that starts more of its kind while the agent kills them
+ctl invoke --timeout-ms 5000 /bin/sh -c "( setsid sh -c 'while :; do ( setsid sleep 6300.$TAG </dev/null >/dev/null 2>&1 & ); sleep 0.01; done' </dev/null >/dev/null 2>&1 & ); sleep 0.3" >/dev/null 2>&1
+check "detached: a daemon forking more daemons is gone with all of them" wait_gone "6300.$TAG"
+
 # --- hybrid vsock handshake through a stand-in for the VMM --------------------------------------
 if command -v socat >/dev/null; then
 	V=$T/vsock.sock
@@ -363,6 +411,9 @@ if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null &&
 	sleep 1
 	z=$(p1ctl invoke /bin/sh -c 'grep -l "^State:.*Z" /proc/[0-9]*/status 2>/dev/null | wc -l')
 	check "PID 1: orphans (and a handler's setsid daemon) reaped, no zombies" [ "$z" = 0 ]
+	p1ctl invoke --meta --timeout-ms 1000 /bin/sh -c "$(detach 5100); sleep 5101.$TAG" >/dev/null 2>"$T/e"
+	check "PID 1: a handler with a setsid daemon timed out" grep -q 'timed_out=1' "$T/e"
+	check "PID 1: and its daemon is gone too" wait_gone "^sleep 510[01].$TAG"
 	out=$(p1ctl restored --entropy-bytes 64 --no-clock)
 	check "PID 1: RESTORED adds entropy (applied by default as init)" \
 		grep -q 'entropy_added=1 clock_set=0' <<<"$out"

@@ -2,10 +2,11 @@
 # The rootfs on virtio-blk with wisp-agent as /sbin/init, driven from the
 # host through the VMM's hybrid vsock socket (CONNECT 52): HELLO as PID 1,
 # the init duties (mounts, hostname, reaping), INVOKE echo with 1 MiB of
-# input checked by hash, a timeout that kills the handler's process group,
-# a streamed EXEC, 100 invocations in a row, RESTORED really stepping the
-# guest's clock, and SHUTDOWN ending the VMM with exit status 0. One boot for
-# all of it (a Linux boot is the slow part of the nested lane).
+# input checked by hash, a timeout that kills the handler's process group
+# and its setsid daemon, a streamed EXEC, 100 invocations in a row, RESTORED
+# really stepping the guest's clock, and SHUTDOWN ending the VMM with exit
+# status 0. One boot for all of it (a Linux boot is the slow part of the
+# nested lane).
 # lane-timeout: 600
 set -uo pipefail
 [ -f lane/lib.sh ] || { echo "SKIPPED: lane/lib.sh missing"; exit 77; }
@@ -71,6 +72,16 @@ grep -q 'signal=9 timed_out=1' "$WISP_TMP/meta" && [ $rc = 137 ] && pass "timeou
 	|| bad "timeout: rc $rc, $(cat "$WISP_TMP/meta")"
 left=$(ctl invoke /bin/sh -c 'sleep 0.5; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 77[78]"')
 [ "$left" = 0 ] && pass "timeout: no process of the group left" || bad "timeout: $left sleeps left"
+# a daemon that left the group and the session (double fork + setsid, with
+# busybox) goes as well: the handler says it saw it, then times out
+daemon='( setsid sleep 779 </dev/null >/dev/null 2>&1 & )
+count() { for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 779 "; }
+for i in $(seq 50); do [ "$(count)" = 1 ] && break; sleep 0.1; done
+count; exec sleep 780'
+n=$(ctl invoke --timeout-ms 8000 /bin/sh -c "$daemon" 2>/dev/null)
+left=$(ctl invoke /bin/sh -c 'sleep 0.5; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 779 "')
+[ "$n" = 1 ] && [ "$left" = 0 ] && pass "timeout: the handler's setsid daemon killed too" \
+	|| bad "timeout: setsid daemon: $n running before the timeout, $left after"
 
 # a streamed EXEC
 ctl exec --meta /bin/sh -c 'for i in 1 2 3; do echo line$i; sleep 0.2; done; echo oops >&2; exit 3' \
