@@ -31,6 +31,7 @@
 #   WISP_LANE_VERBOSE=1      show every case's output, not only failures'
 #   WISP_LANE_NO_BUILD=1     do not run make / the image builders first
 #   WISP_LANE_EXTRA_BINS     more host programs to pack into the L2
+#   WISP_DEMO_MESSAGE        the input of case 83-demo-function (scripts/demo.sh)
 #   WISP_CACHE               cache dir (default /var/cache/wisp): kernels
 # Output: RUN/PASS/FAIL/SKIPPED per case (failures with their output and the
 # logs they left), then `lane: N passed, N failed, N skipped`. Exit status 0
@@ -285,6 +286,7 @@ install -m 0755 "$here/l2-init.sh" "$root/init"
 	[ -n "${WISP_LANE_VERBOSE:-}" ] && printf 'export WISP_LANE_VERBOSE=%q\n' "$WISP_LANE_VERBOSE"
 	printf 'export WISP_LANE_KIND=%q\n' "$WISP_LANE_KIND"
 	[ -n "${WISP_LANE_GUEST_LOGLEVEL:-}" ] && printf 'export WISP_LANE_GUEST_LOGLEVEL=%q\n' "$WISP_LANE_GUEST_LOGLEVEL"
+	[ -n "${WISP_DEMO_MESSAGE:-}" ] && printf 'export WISP_DEMO_MESSAGE=%q\n' "$WISP_DEMO_MESSAGE"
 	echo 'export WISP_LANE_MODE=nested'
 } > "$root/lane/env"
 ( cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 ) > "$outdir/l2-initramfs.cpio" ||
