@@ -169,6 +169,11 @@ int api_server_start(struct api_server **out, const char *sock_path, struct api_
 		     struct evloop *loop, struct wisp_err *err);
 /* Stop the thread, close the socket and unlink its path. */
 void api_server_stop(struct api_server *srv);
+/* The whole HTTP response (status line, headers, JSON fault_message) that
+ * replaces evhttp's own error page with status evhttp_status: 400 for what
+ * evhttp refuses as malformed, too large (its 413) or an unknown method
+ * (its 501). Returns its length, 0 if size is too small. */
+size_t api_http_fault(int evhttp_status, char *buf, size_t size);
 
 /* The route table, for the OpenAPI agreement test: method and path pattern
  * ("/drives/{drive_id}") of route i; NULL method past the end. */

@@ -1,12 +1,16 @@
 /* The API server: libevent's evhttp on its own thread, on a Unix socket.
  *
  * Abuse limits: the body size (API_MAX_BODY) and header size caps are
- * evhttp's own; connections are counted through a pass-through filter
- * bufferevent reference per connection (see below), the listener is paused at API_MAX_CONNS so more clients wait in
- * the kernel's backlog, and every connection must deliver each request
- * within API_CONN_DEADLINE seconds or it is shut down. The only blocking
- * step is evloop_call(), which waits for the VMM thread; a slow client only
- * ever costs this thread an idle socket. */
+ * evhttp's own, so no body larger than API_MAX_BODY is ever buffered;
+ * connections are counted through one reference we hold on each
+ * connection's bufferevent (see below), the listener is paused at
+ * API_MAX_CONNS so more clients wait in the kernel's backlog, and every
+ * connection must deliver each request within API_CONN_DEADLINE seconds or
+ * it is shut down. The only blocking step is evloop_call(), which waits for
+ * the VMM thread; a slow client only ever costs this thread an idle socket.
+ *
+ * Every error is JSON with a fault_message, including the requests evhttp
+ * refuses itself (see "evhttp's own error pages" below). */
 #include "api.h"
 
 #include <errno.h>
@@ -34,7 +38,11 @@ struct api_conn {
 	struct api_server *srv;
 	struct bufferevent *bev;        /* evhttp's; we hold one reference */
 	struct event *deadline;
+	struct evbuffer_cb_entry *out_cb;
 	bool used;
+	bool ours;                      /* send_json() is writing our own reply */
+	bool replaced;                  /* evhttp's error page became JSON: drop its rest */
+	bool in_out_cb;
 };
 
 struct api_server {
@@ -134,6 +142,109 @@ static void conn_arm(struct api_conn *c, int seconds)
 	evtimer_add(c->deadline, &tv);
 }
 
+/* ---- evhttp's own error pages ----
+ *
+ * evhttp answers what it cannot parse itself (a bad request line or
+ * header, an unknown method, a bad Content-Length or chunked body, a body
+ * or headers over the limits) with an HTML page and "Connection: close";
+ * libevent 2.1 has no hook for that. It writes a whole response into the
+ * connection's output buffer in one synchronous run, and the socket is only
+ * written later from the event loop, so a callback on that buffer sees the
+ * page before any byte of it leaves. Everything this server sends itself is
+ * written inside send_json() (c->ours); what is added outside it is
+ * evhttp's: a "100 Continue" (kept) or an error page, replaced here by
+ * api_http_fault()'s JSON answer, after which the rest of the page is
+ * dropped as it is written. */
+
+#define API_STR_(x) #x
+#define API_STR(x) API_STR_(x)
+
+static const struct {
+	int evhttp_status;
+	int status;
+	const char *msg;
+} http_faults[] = {
+	{ 400, 400, "Invalid HTTP request: a malformed request line or header, an invalid "
+		    "Content-Length, or more than " API_STR(API_MAX_HEADERS) " bytes of headers" },
+	/* evhttp says 413 for a body over the limit and for a malformed
+	 * chunked body; Firecracker says 400 to all of it. */
+	{ 413, 400, "Request payload is larger than the limit of " API_STR(API_MAX_BODY)
+		    " bytes allowed by the server, or its chunked encoding is malformed" },
+	/* Every method evhttp knows reaches request_cb; the rest are 501. */
+	{ 501, 400, "Invalid request method: unknown HTTP method (allowed: GET, PUT, PATCH)" },
+};
+
+size_t api_http_fault(int evhttp_status, char *buf, size_t size)
+{
+	int status = evhttp_status;
+	const char *msg = "Invalid HTTP request";
+	for (size_t i = 0; i < WISP_ARRAY_SIZE(http_faults); i++) {
+		if (http_faults[i].evhttp_status == evhttp_status) {
+			status = http_faults[i].status;
+			msg = http_faults[i].msg;
+		}
+	}
+	if (status < 400 || status > 599)
+		status = 400;
+	char body[256];
+	int blen = snprintf(body, sizeof(body), "{\"fault_message\":\"%s\"}", msg);
+	int n = snprintf(buf, size,
+			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			 "Connection: close\r\nContent-Length: %d\r\n\r\n%s",
+			 status, status == 400 ? "Bad Request" : "Error", blen, body);
+	return n < 0 || (size_t)n >= size ? 0 : (size_t)n;
+}
+
+/* Keep only the first len bytes of buf (evbuffer has no truncation). */
+static void out_truncate(struct evbuffer *buf, size_t len)
+{
+	struct evbuffer *head = evbuffer_new();
+	if (head)
+		evbuffer_remove_buffer(buf, head, len);
+	evbuffer_drain(buf, evbuffer_get_length(buf));
+	if (head) {
+		evbuffer_add_buffer(buf, head);
+		evbuffer_free(head);
+	}
+}
+
+static void out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct api_conn *c = arg;
+	if (!info->n_added || c->ours || c->in_out_cb)
+		return;
+	size_t len = evbuffer_get_length(buf);
+	size_t start = len >= info->n_added ? len - info->n_added : 0;
+	c->in_out_cb = true;
+	/* A socket bufferevent freezes its output's start between its writes
+	 * (only it drains the buffer); this callback must read and cut it,
+	 * then leaves it frozen as the socket's next write expects. */
+	evbuffer_unfreeze(buf, 1);
+	if (c->replaced) {
+		out_truncate(buf, start);
+	} else {
+		/* evhttp writes the status line with one add. */
+		char line[32] = "";
+		struct evbuffer_ptr at;
+		int status = 0;
+		if (evbuffer_ptr_set(buf, &at, start, EVBUFFER_PTR_SET) == 0 &&
+		    evbuffer_copyout_from(buf, &at, line, sizeof(line) - 1) > 0)
+			sscanf(line, "HTTP/1.%*d %d", &status);
+		if (status < 100 || status >= 200) {
+			char resp[512];
+			size_t n = api_http_fault(status, resp, sizeof(resp));
+			out_truncate(buf, start);
+			evbuffer_add(buf, resp, n);
+			c->replaced = true;
+			metrics_api_request("unknown", true);
+			wlog_rl(WISP_LOG_WARN, "API: a request evhttp could not parse (its status %d)",
+				status);
+		}
+	}
+	evbuffer_freeze(buf, 1);
+	c->in_out_cb = false;
+}
+
 static struct bufferevent *conn_new_cb(struct event_base *base, void *arg)
 {
 	struct api_server *s = arg;
@@ -156,6 +267,13 @@ static struct bufferevent *conn_new_cb(struct event_base *base, void *arg)
 		return NULL;
 	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!bev) {
+		event_free(c->deadline);
+		c->deadline = NULL;
+		return NULL;
+	}
+	c->out_cb = evbuffer_add_cb(bufferevent_get_output(bev), out_cb, c);
+	if (!c->out_cb) {
+		bufferevent_free(bev);
 		event_free(c->deadline);
 		c->deadline = NULL;
 		return NULL;
@@ -204,17 +322,31 @@ static int run_on_vmm_thread(void *arg)
 	return 0;
 }
 
-static void send_json(struct evhttp_request *req, int status, json_t *body)
+/* Our own replies, marked as ours for out_cb, with a Content-Length on
+ * every reply that has a body (evhttp leaves it out for CONNECT and HEAD).
+ * A HEAD request is refused like any other unserved method; its reply
+ * keeps the fault_message body and closes the connection, so no client can
+ * take those bytes for the start of a next response. */
+static void send_json(struct evhttp_request *req, struct api_conn *c, int status, json_t *body)
 {
 	struct evbuffer *out = evbuffer_new();
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	if (out && text) {
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-				  "application/json");
+		char clen[24];
+		snprintf(clen, sizeof(clen), "%zu", strlen(text));
+		evhttp_add_header(h, "Content-Type", "application/json");
+		evhttp_add_header(h, "Content-Length", clen);
+		if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
+			evhttp_add_header(h, "Connection", "close");
 		evbuffer_add(out, text, strlen(text));
 	}
 	const char *reason = status == 200 ? "OK" : status == 204 ? "No Content" : "Bad Request";
+	if (c)
+		c->ours = true;
 	evhttp_send_reply(req, status, reason, status == 204 ? NULL : out);
+	if (c)
+		c->ours = false;
 	free(text);
 	if (out)
 		evbuffer_free(out);
@@ -271,7 +403,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	}
 	api_action_free(&act);
 	metrics_api_request(act.endpoint, reply.status >= 400);
-	send_json(req, reply.status, reply.body);
+	send_json(req, c, reply.status, reply.body);
 	api_reply_free(&reply);
 	if (c && c->used)
 		conn_arm(c, API_CONN_DEADLINE);

@@ -221,13 +221,14 @@ Test(api_server, hostile_clients)
 	close(fd);
 	cr_assert_eq(status_of(http("GET", "/", NULL)), 200);
 
-	/* An oversized body is refused before it is read. */
+	/* An oversized body is refused before it is read: 400 as Firecracker. */
 	fd = connect_api();
 	const char big[] = "PUT /boot-source HTTP/1.1\r\nContent-Length: 10000000\r\n\r\n{";
 	cr_assert_eq(write(fd, big, sizeof(big) - 1), (ssize_t)sizeof(big) - 1);
 	read_all(fd, buf, sizeof(buf), 3000);
 	close(fd);
-	cr_assert_eq(status_of(buf), 413, "%s", buf);
+	cr_assert_eq(status_of(buf), 400, "%s", buf);
+	cr_assert(strstr(buf, "larger than the limit of 51200 bytes"), "%s", buf);
 
 	/* A header flood. */
 	fd = connect_api();
@@ -274,4 +275,116 @@ Test(api_server, slow_client_is_cut_off)
 	cr_assert_eq(poll(&p, 1, (API_CONN_DEADLINE + 5) * 1000), 1, "not closed");
 	cr_assert_leq(read(fd, buf, sizeof(buf)), 0);
 	close(fd);
+}
+
+/* The response's body parsed as JSON: an object whose only member is a
+ * non-empty fault_message string. */
+static void assert_fault(const char *resp, int status, const char *text)
+{
+	cr_assert_eq(status_of(resp), status, "%s", resp);
+	cr_assert(strstr(resp, "\r\nContent-Type: application/json\r\n"), "%s", resp);
+	const char *body = strstr(resp, "\r\n\r\n");
+	cr_assert_not_null(body, "%s", resp);
+	json_error_t je;
+	json_t *doc = json_loads(body + 4, 0, &je);
+	cr_assert_not_null(doc, "not JSON (%s): %s", je.text, resp);
+	const char *fm = json_string_value(json_object_get(doc, "fault_message"));
+	cr_assert(fm && fm[0] && json_object_size(doc) == 1, "%s", resp);
+	if (text)
+		cr_assert(strstr(fm, text), "'%s' lacks '%s'", fm, text);
+	json_decref(doc);
+}
+
+/* Raw bytes on a fresh connection; the whole answer (the server closes). */
+static char *raw(const char *req, size_t len)
+{
+	static char resp[16384];
+	int fd = connect_api();
+	cr_assert_eq(write(fd, req, len), (ssize_t)len);
+	read_all(fd, resp, sizeof(resp), 5000);
+	close(fd);
+	return resp;
+}
+
+Test(api_server, http_fault_text)
+{
+	char buf[512];
+	static const struct { int in, out; const char *text; } cases[] = {
+		{ 400, 400, "Invalid HTTP request" },
+		{ 413, 400, "larger than the limit of 51200 bytes" },
+		{ 501, 400, "Invalid request method" },
+		{ 0, 400, "Invalid HTTP request" },
+		{ 503, 503, "Invalid HTTP request" },
+	};
+	for (size_t i = 0; i < WISP_ARRAY_SIZE(cases); i++) {
+		size_t n = api_http_fault(cases[i].in, buf, sizeof(buf));
+		cr_assert_gt(n, 0);
+		cr_assert_eq(n, strlen(buf));
+		assert_fault(buf, cases[i].out, cases[i].text);
+		cr_assert(strstr(buf, "\r\nConnection: close\r\n"), "%s", buf);
+		size_t clen = 0;
+		cr_assert_eq(sscanf(strstr(buf, "Content-Length: "), "Content-Length: %zu", &clen), 1);
+		cr_assert_eq(clen, strlen(strstr(buf, "\r\n\r\n") + 4), "%s", buf);
+	}
+	cr_assert_eq(api_http_fault(400, buf, 16), 0, "a short buffer is refused");
+}
+
+/* What evhttp refuses itself answers JSON too, never its HTML page. */
+Test(api_server, malformed_requests_get_json)
+{
+	static const struct { const char *req, *text; } cases[] = {
+		{ "\x01\x02\xff\xfe garbage \r\n\r\n", "Invalid HTTP request" },
+		{ "GET\r\n\r\n", "Invalid HTTP request" },
+		{ "GET / HTTP/9.1\r\nHost: x\r\n\r\n", "Invalid HTTP request" },
+		{ "GET / HTTP/1.1\r\nNoColonHere\r\n\r\n", "Invalid HTTP request" },
+		{ "PUT /boot-source HTTP/1.1\r\nContent-Length: abc\r\n\r\n", "Invalid HTTP request" },
+		{ "PUT /boot-source HTTP/1.1\r\nContent-Length: -5\r\n\r\n", "Invalid HTTP request" },
+		{ "BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid request method" },
+		{ "BREW /pot HTTP/1.0\r\n\r\n", "Invalid request method" },
+		{ "TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid request method for /" },
+		{ "CONNECT / HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid request method for /" },
+		{ "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid request method for /" },
+		{ "PUT /boot-source HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		  "chunked encoding is malformed" },
+		{ "PUT /boot-source HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 51201\r\n\r\n",
+		  "larger than the limit" },
+	};
+	for (size_t i = 0; i < WISP_ARRAY_SIZE(cases); i++) {
+		char *r = raw(cases[i].req, strlen(cases[i].req));
+		assert_fault(r, 400, cases[i].text);
+		cr_assert_null(strstr(r, "<HTML>"), "%s", r);
+	}
+	/* A header block over the limit. */
+	char hdr[API_MAX_HEADERS * 2];
+	memset(hdr, 'a', sizeof(hdr));
+	memcpy(hdr, "GET / HTTP/1.1\r\nX: ", 19);
+	memcpy(hdr + sizeof(hdr) - 4, "\r\n\r\n", 4);
+	assert_fault(raw(hdr, sizeof(hdr)), 400, "Invalid HTTP request");
+	cr_assert_eq(status_of(http("GET", "/", NULL)), 200);
+}
+
+/* A connection that was already served (its output buffer has been
+ * written, which freezes its start) still gets JSON for a bad request. */
+Test(api_server, malformed_request_after_a_served_one)
+{
+	int fd = connect_api();
+	char buf[8192];
+	const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+	cr_assert_eq(write(fd, get, strlen(get)), (ssize_t)strlen(get));
+	size_t n = 0;
+	while (n < sizeof(buf) - 1 && !strstr(buf, "Not started\"")) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		cr_assert_eq(poll(&p, 1, 5000), 1);
+		ssize_t r = read(fd, buf + n, sizeof(buf) - 1 - n);
+		cr_assert_gt(r, 0);
+		n += (size_t)r;
+		buf[n] = '\0';
+	}
+	cr_assert_eq(status_of(buf), 200, "%s", buf);
+	const char *brew = "BREW / HTTP/1.1\r\nHost: x\r\n\r\n";
+	cr_assert_eq(write(fd, brew, strlen(brew)), (ssize_t)strlen(brew));
+	read_all(fd, buf, sizeof(buf), 5000);
+	close(fd);
+	assert_fault(buf, 400, "Invalid request method");
+	cr_assert_null(strstr(buf, "HTML"), "%s", buf);
 }
