@@ -12,6 +12,9 @@
 #include "layout.h"
 
 #define CPUID_MAX_ENTRIES 256
+/* XCR0 bits for user state: x87, SSE, AVX, MPX (3-4), AVX-512 (5-7), PKRU (9),
+ * AMX (17-18). Supervisor components live in IA32_XSS, never in XCR0. */
+#define CPU_XCR0_USER 0x602ffull
 
 int cpu_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, struct wisp_err *err)
 {
@@ -132,6 +135,34 @@ void cpu_patch_cpuid(struct kvm_cpuid2 *c, int id, const struct cpu_topology *to
 	}
 }
 
+/*
+ * Start the vCPU with XCR0 already holding every user state component the
+ * guest's CPUID leaf 0xD offers (what Linux enables at boot anyway), not
+ * the reset value 1. KVM recomputes CPUID 0xD.0 EBX (the XSAVE area size)
+ * from its own copy of XCR0; where a guest's XSETBV does not reach KVM
+ * (nested KVM under QEMU's TCG-emulated SVM) that size would stay at 576
+ * and Linux would find "XSAVE consistency problem" and turn XSAVE off.
+ * A guest that wants fewer components sets XCR0 itself, as on hardware.
+ */
+static int set_boot_xcr0(int vcpu_fd, const struct kvm_cpuid2 *c, int id, struct wisp_err *err)
+{
+	const struct kvm_cpuid_entry2 *d = leaf((struct kvm_cpuid2 *)c, 0xd, 0);
+	const struct kvm_cpuid_entry2 *one = leaf((struct kvm_cpuid2 *)c, 0x1, 0);
+	if (!d || !one || !(one->ecx & (1u << 26)))    /* no XSAVE for this guest */
+		return 0;
+	uint64_t mask = ((uint64_t)d->edx << 32 | d->eax) & CPU_XCR0_USER;
+	if (!(mask & 1))
+		return 0;
+	struct kvm_xcrs x = { .nr_xcrs = 1 };
+	x.xcrs[0].xcr = 0;
+	x.xcrs[0].value = mask;
+	int r = kvm_ioctl(vcpu_fd, KVM_SET_XCRS, &x);
+	if (r < 0)
+		return wisp_err_sys(err, -r, "KVM_SET_XCRS (XCR0 0x%llx) on vCPU %d",
+				    (unsigned long long)mask, id);
+	return 0;
+}
+
 int cpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, int id,
 		  const struct cpu_topology *topo, struct wisp_err *err)
 {
@@ -142,10 +173,13 @@ int cpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, int id,
 	memcpy(c, supported, sizeof(*c) + supported->nent * sizeof(struct kvm_cpuid_entry2));
 	cpu_patch_cpuid(c, id, topo);
 	int r = kvm_ioctl(vcpu_fd, KVM_SET_CPUID2, c);
-	free(c);
-	if (r < 0)
+	if (r < 0) {
+		free(c);
 		return wisp_err_sys(err, -r, "KVM_SET_CPUID2 on vCPU %d", id);
-	return 0;
+	}
+	r = set_boot_xcr0(vcpu_fd, c, id, err);
+	free(c);
+	return r;
 }
 
 int cpu_set_msrs(int vcpu_fd, struct wisp_err *err)
