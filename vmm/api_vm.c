@@ -16,13 +16,16 @@ static int op_start(void *ctx, struct wisp_err *err)
 	struct api_vmm *a = ctx;
 	int r;
 	if (a->broken)
-		return wisp_err_set(err, EINVAL, "an earlier InstanceStart failed half way; "
+		return wisp_err_set(err, EINVAL, "an earlier snapshot load failed half way; "
 				    "start a new wisp-vmm");
 	/* The VMM thread's seccomp filter goes on once the vCPU threads exist
 	 * (they would inherit it otherwise); this runs on the VMM thread. */
 	if ((r = vm_build(a->vm, err)) < 0 || (r = vm_start(a->vm, err)) < 0 ||
 	    (r = seccomp_install(SECCOMP_VMM, err)) < 0) {
-		a->broken = true;
+		/* Whatever was built goes (vCPU threads, devices and their
+		 * sockets, RAM, the KVM VM): the VMM is Not started again, and
+		 * InstanceStart can be retried once the configuration is fixed. */
+		vm_unbuild(a->vm);
 		return r;
 	}
 	return 0;

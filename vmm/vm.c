@@ -201,6 +201,7 @@ static int vm_create_vcpus(struct vm *vm, struct wisp_err *err)
 static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
 {
 	int r;
+	vm->config_error = false;
 	if (vm->cfg.machine.vcpu_count < 1 || vm->cfg.machine.vcpu_count > WISP_MAX_VCPUS)
 		return wisp_err_set(err, EINVAL, "machine-config: vcpu_count %u out of range",
 				    vm->cfg.machine.vcpu_count);
@@ -315,17 +316,16 @@ void vm_request_exit(struct vm *vm, int exit_code)
 	evloop_stop(&vm->loop, exit_code);
 }
 
-void vm_destroy(struct vm *vm)
+void vm_unbuild(struct vm *vm)
 {
 	for (int i = 0; i < vm->vcpus_created; i++)
 		vcpu_stop(&vm->vcpus[i]);
-	if (vm->state != VM_NOT_STARTED)
-		vm->state = VM_STOPPED;
 	for (int i = 0; i < vm->vcpus_created; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	free(vm->vcpus);
 	vm->vcpus = NULL;
 	vm->vcpus_created = 0;
+	vm->nr_vcpus = 0;
 	if (vm->serial) {
 		serial_destroy(vm->serial);
 		free(vm->serial);
@@ -339,12 +339,25 @@ void vm_destroy(struct vm *vm)
 	free(vm->timer);
 	vm->timer = NULL;
 	virtio_devices_destroy(vm);
-	evloop_destroy(&vm->loop);
+	vm->nr_mmio_slots = 0;
+	vm->pio.nr = 0;
+	vm->mmio.nr = 0;
 	gmem_destroy(&vm->mem);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	vm->vm_fd = vm->kvm_fd = -1;
+	vm->vcpu_mmap_size = 0;
+	vm->entry_addr = 0;
+	vm->start_ns = 0;
+	vm->state = VM_NOT_STARTED;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_unbuild(vm);
+	vm->state = VM_STOPPED;
+	evloop_destroy(&vm->loop);
 	vmcfg_free(&vm->cfg);
 }

@@ -91,6 +91,12 @@ int vm_resume(struct vm *vm, struct wisp_err *err);
 int vm_send_ctrl_alt_del(struct vm *vm, struct wisp_err *err);
 /* Ask the VMM to end with this exit code (any thread). */
 void vm_request_exit(struct vm *vm, int exit_code);
+/* Undo vm_build (complete or not) and vm_start: stop and free the vCPUs,
+ * the devices (their backends, sockets and loop entries), guest RAM and the
+ * KVM VM. vm->cfg and the event loop stay, and the VM is Not started again:
+ * a failed InstanceStart is torn down this way so it can be retried. */
+void vm_unbuild(struct vm *vm);
+/* vm_unbuild, then the event loop and the configuration. */
 void vm_destroy(struct vm *vm);
 
 /* KVM plumbing for devices. */

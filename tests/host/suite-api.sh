@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # wisp-vmm's API on the host, no KVM needed: the real binary serving its Unix
-# socket; every endpoint's happy path and refusals with curl; hostile clients
+# socket; every endpoint's happy path and refusals with curl; failed
+# InstanceStarts torn down and retried (to Running with a tiny guest where
+# /dev/kvm works, SKIPPED where it does not); hostile clients
 # (garbage bytes, malformed request lines and headers, unknown methods,
 # partial and slow requests, oversized bodies, header floods, too many
 # connections), each refusal a JSON 400 with a fault_message, while the
@@ -125,13 +127,71 @@ fi
 if [ "$(wc -l <"$T/metrics.json")" -eq 1 ]; then ok "one metrics line per flush"; else bad "metrics lines: $(wc -l <"$T/metrics.json")"; fi
 if grep -q 'suite-api:.*logger configured' "$T/api.log" 2>/dev/null; then ok "log lines go to the PUT /logger path, with the VM id"; else bad "no log line in $T/api.log"; fi
 
-# ---- InstanceStart without /dev/kvm: refused, the process stays ----
-if [ -e /dev/kvm ] && [ -r /dev/kvm ]; then
-	skp "InstanceStart failure path (this host has /dev/kvm)"
-else
-	expect 400 PUT /actions '{"action_type": "InstanceStart"}' '/dev/kvm'
+# ---- a failed InstanceStart leaves a VMM that can start once fixed ----
+# A second VMM. Each failure must leave it Not started with nothing of the
+# half-built VM left (no KVM fds, no device fds, no vsock socket), then a
+# fixed configuration starts. Without a usable /dev/kvm every attempt fails
+# on opening KVM, and again the same way (not "failed half way"); the parts
+# that need a VM are SKIPPED.
+nonsock_fds() { ls -l /proc/"$1"/fd 2>/dev/null | awk 'NR > 1 {print $NF}' | grep -v '^socket:' | sort; }
+MAIN_SOCK=$SOCK MAIN_PID=$VPID
+SOCK=$T/retry.sock
+"$VMM" --api-sock "$SOCK" --id suite-retry --level Debug >"$T/retry.log" 2>&1 </dev/null &
+VPID=$!; PIDS+=("$VPID")
+for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
+head -c 4096 /dev/zero | tr '\0' k >"$T/garbage-kernel"
+head -c 1048576 /dev/zero >"$T/retry.ext4"
+expect 204 PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 32}'
+expect 204 PUT /boot-source "{\"kernel_image_path\": \"$T/garbage-kernel\"}"
+expect 204 PUT /drives/root "{\"drive_id\": \"root\", \"path_on_host\": \"$T/retry.ext4\", \"is_root_device\": true}"
+expect 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/no-such-dir/v.sock\"}"
+fds0=$(nonsock_fds "$VPID")
+# failed_start WHAT TEXT: InstanceStart is refused naming TEXT (or KVM), the
+# VMM is Not started with the same open files as before, and no vsock socket.
+failed_start() {
+	api PUT /actions '{"action_type": "InstanceStart"}'
+	if [ "$ST" != 400 ] || [[ "$BODY" != *fault_message* ]]; then
+		bad "InstanceStart with $1: status $ST: $BODY"; return
+	fi
+	if [[ "$BODY" == *"failed half way"* ]]; then
+		bad "InstanceStart with $1: the VMM gave up after an earlier failure: $BODY"; return
+	fi
+	if [[ "$BODY" == *"$2"* ]]; then
+		ok "InstanceStart with $1: 400 $BODY"
+	elif [[ "$BODY" == *kvm* || "$BODY" == *KVM* ]]; then
+		NOKVM=$BODY
+		ok "InstanceStart with $1 (no usable KVM here): 400 $BODY"
+	else
+		bad "InstanceStart with $1: expected '$2': $BODY"
+	fi
 	expect 200 GET / "" '"state":"Not started"'
+	if [ "$(nonsock_fds "$VPID")" = "$fds0" ]; then ok "after $1: no file of the half-built VM is left open"
+	else bad "after $1: open files changed: $(diff <(echo "$fds0") <(nonsock_fds "$VPID") | tr '\n' ' ')"; fi
+	if [ ! -e "$T/v.sock" ]; then ok "after $1: no vsock socket is left"; else bad "after $1: $T/v.sock is left"; fi
+}
+NOKVM=
+failed_start "a vsock path in a missing folder (a device fails)" "vsock: bind"
+expect 204 PUT /vsock "{\"guest_cid\": 3, \"uds_path\": \"$T/v.sock\"}"
+failed_start "a malformed kernel" "neither an ELF vmlinux nor a bzImage"
+failed_start "the same malformed kernel again" "neither an ELF vmlinux nor a bzImage"
+mv "$T/retry.ext4" "$T/retry.moved"
+expect 400 PUT /actions '{"action_type": "InstanceStart"}' 'drives[root].path_on_host'
+expect 200 GET / "" '"state":"Not started"'
+mv "$T/retry.moved" "$T/retry.ext4"
+if [ -n "$NOKVM" ]; then
+	skp "InstanceStart retried to Running: needs a usable /dev/kvm ($NOKVM)"
+elif [ ! -f "$BUILD/guests/idle.elf" ]; then
+	skp "InstanceStart retried to Running: the tiny guest $BUILD/guests/idle.elf is not built"
+else
+	expect 204 PUT /boot-source "{\"kernel_image_path\": \"$PWD/$BUILD/guests/idle.elf\"}"
+	expect 204 PUT /actions '{"action_type": "InstanceStart"}'
+	expect 200 GET / "" '"state":"Running"'
+	if [ -S "$T/v.sock" ]; then ok "the started VM has its vsock socket"; else bad "no vsock socket after the start"; fi
+	expect 400 PUT /actions '{"action_type": "InstanceStart"}' 'not allowed'
 fi
+alive "the InstanceStart retries"
+kill -TERM "$VPID"; wait "$VPID" 2>/dev/null
+SOCK=$MAIN_SOCK VPID=$MAIN_PID
 
 # ---- requests the HTTP layer refuses: 400 and JSON too, never HTML ----
 # rawreq NAME TEXT BYTES: BYTES (printf format) on a fresh connection; the

@@ -29,6 +29,17 @@ static void kick_event(void *opaque, uint32_t events)
 	virtio_mmio_kick(k->d, k->qi);
 }
 
+/* Undo the first n queues' notifications: their loop entries (the loop
+ * outlives a failed or torn-down VM) and ioeventfds. */
+static void detach_queues(struct vm *vm, struct virtio_mmio_dev *d, int n)
+{
+	for (int q = 0; q < n; q++) {
+		evloop_del(&vm->loop, d->kick_fd[q]);
+		vm_ioeventfd_remove(vm, d->kick_fd[q], d->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4,
+				    (uint64_t)q, true);
+	}
+}
+
 static int attach(struct vm *vm, struct virtio_mmio_dev *d, struct wisp_err *err)
 {
 	if (vm->nr_virtio >= WISP_VIRTIO_MMIO_MAX)
@@ -41,6 +52,8 @@ static int attach(struct vm *vm, struct virtio_mmio_dev *d, struct wisp_err *err
 	d->base = base;
 	d->irq = irq;
 	d->loop = &vm->loop;
+	/* A failure leaves this range on the bus: the VM is torn down then
+	 * (vm_unbuild), which empties the bus. */
 	r = bus_register(&vm->mmio, base, WISP_VIRTIO_MMIO_SIZE, &virtio_bus_ops, d, d->name, err);
 	if (r < 0)
 		return r;
@@ -54,13 +67,17 @@ static int attach(struct vm *vm, struct virtio_mmio_dev *d, struct wisp_err *err
 			wlog_warn("%s: queue %d notifications through MMIO exits: %s", d->name, i,
 				  e2.msg);
 		r = evloop_add(&vm->loop, d->kick_fd[i], EPOLLIN, kick_event, &d->kick[i]);
-		if (r < 0)
+		if (r < 0) {
+			detach_queues(vm, d, i + 1);
 			return wisp_err_sys(err, -r, "%s: adding queue %d to the event loop", d->name,
 					    i);
+		}
 	}
 	r = vm_irqfd(vm, d->irq_fd, irq, err);
-	if (r < 0)
+	if (r < 0) {
+		detach_queues(vm, d, d->ops->nr_queues);
 		return wisp_err_prefix(err, "%s", d->name);
+	}
 	vm->virtio[vm->nr_virtio++] = d;
 	wlog_debug("%s at 0x%llx irq %u", d->name, (unsigned long long)base, irq);
 	return 0;
@@ -136,11 +153,7 @@ void virtio_devices_destroy(struct vm *vm)
 {
 	for (int i = 0; i < vm->nr_virtio; i++) {
 		struct virtio_mmio_dev *d = vm->virtio[i];
-		for (int q = 0; q < d->ops->nr_queues; q++) {
-			evloop_del(&vm->loop, d->kick_fd[q]);
-			vm_ioeventfd_remove(vm, d->kick_fd[q], d->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4,
-					    (uint64_t)q, true);
-		}
+		detach_queues(vm, d, d->ops->nr_queues);
 		virtio_device_free(d);
 		vm->virtio[i] = NULL;
 	}
