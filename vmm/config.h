@@ -16,6 +16,7 @@
 #define VMCFG_MAX_NETS    4
 #define VMCFG_ID_MAX      64   /* drive_id / iface_id: letters, digits, '_' */
 #define VMCFG_BOOT_ARGS_MAX 2048
+#define VMCFG_PATH_MAX    4096
 
 struct vmcfg_token_bucket {
 	bool present;
@@ -137,5 +138,38 @@ int vmcfg_validate(const struct vm_config *cfg, struct wisp_err *err);
 /* Section copy/free helpers (deep). */
 void vmcfg_drive_free(struct vmcfg_drive *d);
 void vmcfg_boot_free(struct vmcfg_boot *b);
+
+/* Inside the module: config.c (the whole configuration, boot-source,
+ * machine-config, logger, metrics, the field helpers) and config_dev.c
+ * (drives, network interfaces, vsock, rate limiters) share these.
+ *
+ * Field helpers: each refusal names "<prefix>.<key>". A JSON null counts as
+ * absent; the getters return 1 present, 0 absent, negative on error
+ * (absent and required is an error). */
+int vmcfg_check_keys(json_t *obj, const char *prefix, const char *const *allowed,
+		     struct wisp_err *err);
+int vmcfg_get_field(json_t *obj, const char *prefix, const char *key, bool required,
+		    json_t **out, struct wisp_err *err);
+int vmcfg_get_u64(json_t *obj, const char *prefix, const char *key, bool required,
+		  uint64_t min, uint64_t max, uint64_t *out, struct wisp_err *err);
+int vmcfg_get_bool(json_t *obj, const char *prefix, const char *key, bool required,
+		   bool *out, struct wisp_err *err);
+int vmcfg_get_str(json_t *obj, const char *prefix, const char *key, bool required,
+		  size_t max, const char **out, struct wisp_err *err);
+int vmcfg_dup_str(json_t *obj, const char *prefix, const char *key, bool required,
+		  size_t max, char **out, struct wisp_err *err);
+int vmcfg_get_id(json_t *obj, const char *prefix, const char *key, char *out,
+		 struct wisp_err *err);
+/* obj[key] = s unless s is NULL. */
+void vmcfg_json_set_str(json_t *obj, const char *key, const char *s);
+/* One drive / interface, its messages prefixed p ("drives[2]"). */
+int vmcfg_parse_drive_at(json_t *j, struct vmcfg_drive *out, const char *p,
+			 struct wisp_err *err);
+int vmcfg_parse_net_at(json_t *j, struct vmcfg_net *out, const char *p, struct wisp_err *err);
+/* Drives and interfaces against each other: one root drive, unique ids,
+ * tap names and MACs. */
+int vmcfg_check_devices(const struct vm_config *cfg, struct wisp_err *err);
+/* "drives", "network-interfaces" and "vsock" of GET /vm/config into root. */
+void vmcfg_devices_to_json(const struct vm_config *cfg, json_t *root);
 
 #endif
