@@ -2,7 +2,9 @@
  * machine. The input is a sequence of guest packets (a 44-byte header and
  * its payload) put on the TX queue of a live device, interleaved with RX
  * buffers of fuzzed sizes; guest connections to port 1000 reach a real
- * listening Unix socket so established connections are fuzzed too. */
+ * listening Unix socket so established connections are fuzzed too, and
+ * those to port 1001 a listener whose backlog is full (connects that wait
+ * and are retried). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static uint8_t *ram;
 static struct gmem mem;
 static struct virtio_mmio_dev *dev;
-static int lfd = -1;
+static int lfd = -1, full_fd = -1;
 
 static void w32(uint64_t off, uint32_t v)
 {
@@ -50,6 +52,14 @@ static void init_once(void)
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s_1000", uds);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 4096) < 0)
+		abort();
+	/* backlog 0, never accepted: full after one connection */
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s_1001", uds);
+	full_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (bind(full_fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(full_fd, 0) < 0)
+		abort();
+	int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0)
 		abort();
 }
 
@@ -112,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			h.type = 1;
 		}
 		if (ctl & 2)
-			h.dst_port = 1000;
+			h.dst_port = ctl & 16 ? 1001 : 1000;
 		uint32_t payload = h.len < size ? h.len : (uint32_t)size;
 		if (payload > 0x8000)
 			payload = 0x8000;
@@ -127,8 +137,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (uint32_t)rxsz * 16 + (ctl & 4 ? 0 : 44), VIRTQ_DESC_F_WRITE);
 		virtio_mmio_kick(dev, VSOCK_TXQ);
 		virtio_mmio_kick(dev, VSOCK_RXQ);
-		if (ctl & 8)
-			vsock_timer_event(dev->priv, 1);
+		if (ctl & 8) {
+			/* waiting connects are due, and with ctl & 32 past their deadline */
+			struct vsock *vs = dev->priv;
+			for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
+				struct vconn *c = vs->conns[i];
+				if (c && c->state == VC_LISTEN_WAIT) {
+					c->retry_ns = 1;
+					if (ctl & 32)
+						c->deadline_ns = 1;
+				}
+			}
+			vsock_timer_event(vs, 1);
+		}
 		n++;
 	}
 	return 0;

@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/io.h"
 #include "virtio_fake.h"
 #include "vmm/virtio/vsock.h"
 
@@ -108,14 +110,19 @@ static bool guest_recv(struct vsock_hdr *h, uint8_t *data, size_t max)
 	return true;
 }
 
-static int listen_at(const char *path)
+static int listen_backlog(const char *path, int backlog)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
 	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-	cr_assert_eq(listen(fd, 8), 0);
+	cr_assert_eq(listen(fd, backlog), 0);
 	return fd;
+}
+
+static int listen_at(const char *path)
+{
+	return listen_backlog(path, 8);
 }
 
 static int connect_to(const char *path)
@@ -407,6 +414,274 @@ Test(vsock, device_reset_closes_everything)
 	cr_assert_eq(vs->nr_conns, 0);
 	char c;
 	cr_assert_eq(read(fd, &c, 1), 0);
+	close(fd);
+	close(lfd);
+}
+
+/* ---- many connections, full listeners, metrics ---- */
+
+static int count_state(enum vconn_state st)
+{
+	int n = 0;
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++)
+		n += vs->conns[i] && vs->conns[i]->state == st;
+	return n;
+}
+
+/* Make every pending connect retry due and run the timer. */
+static void retry_now(void)
+{
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++)
+		if (vs->conns[i] && vs->conns[i]->state == VC_LISTEN_WAIT)
+			vs->conns[i]->retry_ns = 1;
+	vsock_timer_event(vs, EPOLLIN);
+}
+
+/* Packets for the guest: RESPONSEs and RSTs counted per guest port
+ * (base..base+n), buffers given back and the RX queue kicked for more. */
+static void drain_control(uint32_t base, int n, int *resp, int *rst)
+{
+	struct vsock_hdr h;
+	for (;;) {
+		bool any = false;
+		while (guest_recv(&h, NULL, 0)) {
+			any = true;
+			cr_assert_geq(h.dst_port, base);
+			cr_assert_lt(h.dst_port, base + (uint32_t)n);
+			if (h.op == VSOCK_OP_RESPONSE)
+				resp[h.dst_port - base]++;
+			else if (h.op == VSOCK_OP_RST)
+				rst[h.dst_port - base]++;
+			else
+				cr_assert_fail("unexpected op %u", h.op);
+		}
+		if (!any)
+			break;
+		virtio_mmio_kick(dev, 0);
+	}
+}
+
+#define NCONN 16
+
+Test(vsock, a_full_listener_backlog_delays_connects_instead_of_refusing)
+{
+	char p[160];
+	snprintf(p, sizeof(p), "%s_5000", uds);
+	/* backlog 1: Linux queues two, a third connect() gets EAGAIN */
+	int lfd = listen_backlog(p, 1);
+	for (uint32_t i = 0; i < NCONN; i++)
+		guest_send(VSOCK_OP_REQUEST, 2000 + i, 5000, NULL, 0, 0, 65536, 0);
+	int resp[NCONN] = { 0 }, rst[NCONN] = { 0 };
+	drain_control(2000, NCONN, resp, rst);
+	int first = 0;
+	for (int i = 0; i < NCONN; i++) {
+		cr_assert_eq(rst[i], 0, "port %d refused while the listener only was busy", 2000 + i);
+		first += resp[i];
+	}
+	cr_assert_lt(first, NCONN, "the backlog never filled: the test proves nothing");
+	cr_assert_eq(vs->nr_conns, NCONN, "every REQUEST holds a connection");
+	cr_assert_eq(count_state(VC_LISTEN_WAIT), NCONN - first);
+
+	/* the host accepts what is queued, the device connects the rest */
+	int fds[NCONN], nfds = 0;
+	for (int round = 0; round < 4 * NCONN && nfds < NCONN; round++) {
+		int fd;
+		while (nfds < NCONN && (fd = accept(lfd, NULL, NULL)) >= 0)
+			fds[nfds++] = fd;
+		retry_now();
+		drain_control(2000, NCONN, resp, rst);
+	}
+	cr_assert_eq(nfds, NCONN, "the host accepted %d of %d", nfds, NCONN);
+	for (int i = 0; i < NCONN; i++) {
+		cr_assert_eq(resp[i], 1, "port %d: %d RESPONSEs", 2000 + i, resp[i]);
+		cr_assert_eq(rst[i], 0);
+	}
+	cr_assert_eq(count_state(VC_ESTABLISHED), NCONN);
+	cr_assert_gt(vs->connect_retries, 0);
+
+	/* every connection carries its own data both ways */
+	for (uint32_t i = 0; i < NCONN; i++) {
+		char msg[16];
+		int n = snprintf(msg, sizeof(msg), "to host %02u", i);
+		guest_send(VSOCK_OP_RW, 2000 + i, 5000, msg, (uint32_t)n, 0, 65536, 0);
+	}
+	bool seen[NCONN] = { false };
+	for (int k = 0; k < NCONN; k++) {
+		char buf[32] = { 0 };
+		unsigned idx = NCONN;
+		cr_assert_eq(read(fds[k], buf, sizeof(buf) - 1), 10);
+		cr_assert_eq(sscanf(buf, "to host %02u", &idx), 1, "got '%s'", buf);
+		cr_assert_lt(idx, NCONN);
+		cr_assert_not(seen[idx], "two sockets got '%s'", buf);
+		seen[idx] = true;
+		char re[16];
+		int n = snprintf(re, sizeof(re), "to guest %02u", idx);
+		cr_assert_eq(write(fds[k], re, (size_t)n), n);
+	}
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++)
+		if (vs->conns[i])
+			vsock_uds_event(vs->conns[i], EPOLLIN);
+	int got = 0;
+	for (;;) {
+		struct vsock_hdr h;
+		uint8_t data[32] = { 0 };
+		bool any = false;
+		while (guest_recv(&h, data, sizeof(data) - 1)) {
+			any = true;
+			cr_assert_eq(h.op, VSOCK_OP_RW);
+			char want[16];
+			snprintf(want, sizeof(want), "to guest %02u", h.dst_port - 2000);
+			cr_assert_str_eq((char *)data, want, "port %u", h.dst_port);
+			got++;
+		}
+		if (!any)
+			break;
+		virtio_mmio_kick(dev, 0);
+	}
+	cr_assert_eq(got, NCONN);
+	for (int k = 0; k < NCONN; k++)
+		close(fds[k]);
+	close(lfd);
+}
+
+/* Fill a backlog-0 listener at port 5000 with connections the host never
+ * accepts; the next REQUEST (guest port 999) waits. */
+static int fill_listener(char *path, size_t len)
+{
+	snprintf(path, len, "%s_5000", uds);
+	int lfd = listen_backlog(path, 0);
+	for (uint32_t i = 0; count_state(VC_LISTEN_WAIT) == 0; i++) {
+		cr_assert_lt(i, 8, "the backlog never filled");
+		guest_send(VSOCK_OP_REQUEST, 3000 + i, 5000, NULL, 0, 0, 65536, 0);
+	}
+	struct vsock_hdr h;
+	while (guest_recv(&h, NULL, 0))
+		cr_assert_eq(h.op, VSOCK_OP_RESPONSE);
+	guest_send(VSOCK_OP_REQUEST, 999, 5000, NULL, 0, 0, 65536, 0);
+	cr_assert_eq(count_state(VC_LISTEN_WAIT), 2);
+	cr_assert_not(guest_recv(&h, NULL, 0), "no answer while waiting");
+	return lfd;
+}
+
+Test(vsock, a_listener_that_never_accepts_ends_in_rst_at_the_deadline)
+{
+	char p[160];
+	int lfd = fill_listener(p, sizeof(p));
+	uint64_t refused = vs->conns_refused;
+	/* the device timer is armed for the earliest retry (not the tick) */
+	uint64_t now = wisp_now_ns();
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++)
+		if (vs->conns[i] && vs->conns[i]->state == VC_LISTEN_WAIT)
+			vs->conns[i]->retry_ns = now + (10ull + (uint64_t)i) * 1000000000ull;
+	vsock_timer_arm(vs);
+	struct itimerspec its;
+	cr_assert_eq(timerfd_gettime(vs->timer_fd, &its), 0);
+	cr_assert(its.it_value.tv_sec >= 9 && its.it_value.tv_sec < 11, "armed for %lld s",
+		  (long long)its.it_value.tv_sec);
+	retry_now();
+	struct vsock_hdr h;
+	cr_assert_not(guest_recv(&h, NULL, 0), "still waiting after a retry");
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++)
+		if (vs->conns[i] && vs->conns[i]->state == VC_LISTEN_WAIT)
+			vs->conns[i]->deadline_ns = 1;
+	vsock_timer_event(vs, EPOLLIN);
+	int rsts = 0;
+	while (guest_recv(&h, NULL, 0)) {
+		cr_assert_eq(h.op, VSOCK_OP_RST);
+		cr_assert_eq(h.src_port, 5000);
+		rsts++;
+	}
+	cr_assert_eq(rsts, 2, "each waiting REQUEST gets its RST");
+	cr_assert_eq(count_state(VC_LISTEN_WAIT), 0);
+	cr_assert_eq(vs->conns_refused, refused + 2);
+	close(lfd);
+}
+
+Test(vsock, a_listener_gone_while_waiting_is_a_refusal)
+{
+	char p[160];
+	int lfd = fill_listener(p, sizeof(p));
+	close(lfd);
+	unlink(p);
+	retry_now();
+	struct vsock_hdr h;
+	int rsts = 0;
+	bool r999 = false;
+	while (guest_recv(&h, NULL, 0)) {
+		cr_assert_eq(h.op, VSOCK_OP_RST);
+		r999 |= h.dst_port == 999;
+		rsts++;
+	}
+	cr_assert_eq(rsts, 2, "both waiting REQUESTs refused");
+	cr_assert(r999);
+	cr_assert_eq(count_state(VC_LISTEN_WAIT), 0);
+}
+
+Test(vsock, the_guest_may_give_up_while_a_connect_waits)
+{
+	char p[160];
+	int lfd = fill_listener(p, sizeof(p));
+	int before = vs->nr_conns;
+	guest_send(VSOCK_OP_RST, 999, 5000, NULL, 0, 0, 0, 0);
+	cr_assert_eq(vs->nr_conns, before - 1);
+	/* data before the RESPONSE is a protocol error: RST */
+	guest_send(VSOCK_OP_REQUEST, 998, 5000, NULL, 0, 0, 65536, 0);
+	cr_assert_eq(count_state(VC_LISTEN_WAIT), 2);
+	guest_send(VSOCK_OP_RW, 998, 5000, "x", 1, 0, 65536, 0);
+	struct vsock_hdr h;
+	cr_assert(guest_recv(&h, NULL, 0));
+	cr_assert_eq(h.op, VSOCK_OP_RST);
+	cr_assert_eq(h.dst_port, 998);
+	close(lfd);
+}
+
+Test(vsock, a_closed_guests_data_drains_to_a_slow_host)
+{
+	int lfd, fd = guest_connect(1234, &lfd);
+	/* the host reads nothing until the socket and part of the device's
+	 * buffer are full, then the guest closes */
+	static uint8_t big[32768];
+	uint32_t sent = 0;
+	for (int i = 0; i < 400 && only_conn()->buf_len < (128u << 10); i++) {
+		for (size_t k = 0; k < sizeof(big); k++)
+			big[k] = (uint8_t)(sent + k);
+		guest_send(VSOCK_OP_RW, 1234, 5000, big, sizeof(big), 0, 65536, 0);
+		sent += sizeof(big);
+	}
+	struct vconn *c = only_conn();
+	cr_assert_geq(c->buf_len, 128u << 10, "the host socket never filled");
+	guest_send(VSOCK_OP_SHUTDOWN, 1234, 5000, NULL, 0, 3, 65536, 0);
+	cr_assert_eq(c->state, VC_DRAINING);
+	c->deadline_ns = 1; /* as if 2 s had passed while the host read nothing */
+	uint8_t *got = malloc(sent);
+	size_t n = 0;
+	ssize_t r;
+	while (n < 65536 && (r = read(fd, got + n, 65536 - n)) > 0) /* the host takes a little */
+		n += (size_t)r;
+	vsock_uds_event(c, EPOLLOUT);
+	cr_assert_eq(only_conn(), c);
+	cr_assert_gt(c->deadline_ns, 1, "progress moves the deadline");
+	vsock_timer_event(vs, EPOLLIN);
+	cr_assert_eq(only_conn(), c, "a host that reads is not cut off");
+	/* the host reads the rest: the device flushes, closes and resets */
+	while (n < sent) {
+		r = read(fd, got + n, sent - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (only_conn())
+			vsock_uds_event(c, EPOLLOUT);
+	}
+	cr_assert_eq(n, sent);
+	for (size_t k = 0; k < sent; k++)
+		cr_assert_eq(got[k], (uint8_t)k, "byte %zu", k);
+	cr_assert_null(only_conn());
+	struct vsock_hdr h;
+	bool rst = false;
+	while (guest_recv(&h, NULL, 0))
+		rst |= h.op == VSOCK_OP_RST;
+	cr_assert(rst);
+	free(got);
 	close(fd);
 	close(lfd);
 }

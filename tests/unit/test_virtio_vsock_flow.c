@@ -108,13 +108,14 @@ static void rx_post(uint16_t i)
 	fake_avail(&g, 0, 64, (uint16_t)(2 * i));
 }
 
-static void guest_tx(uint16_t op, const void *data, uint32_t len, uint32_t flags)
+static void guest_tx_from(uint32_t sport, uint32_t dport, uint16_t op, const void *data,
+			  uint32_t len, uint32_t flags)
 {
 	/* wait for a free TX slot (the device completes them asynchronously) */
 	while ((uint16_t)(tx_slot - fake_used_idx(&g, 1)) >= 16)
 		usleep(20);
 	struct vsock_hdr h = {
-		.src_cid = CID, .dst_cid = 2, .src_port = GPORT, .dst_port = gc.host_port,
+		.src_cid = CID, .dst_cid = 2, .src_port = sport, .dst_port = dport,
 		.len = len, .type = 1, .op = op, .flags = flags, .buf_alloc = GALLOC,
 		.fwd_cnt = gc.fwd_cnt,
 	};
@@ -131,6 +132,11 @@ static void guest_tx(uint16_t op, const void *data, uint32_t len, uint32_t flags
 	tx_slot++;
 	gc.fwd_sent = gc.fwd_cnt;
 	mw32(dev, VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+}
+
+static void guest_tx(uint16_t op, const void *data, uint32_t len, uint32_t flags)
+{
+	guest_tx_from(GPORT, gc.host_port, op, data, len, flags);
 }
 
 static void guest_rx(void)
@@ -261,4 +267,112 @@ Test(vflow, host_initiated_echo_of_megabytes)
 	free(out);
 	free(back);
 	free(gc.pending);
+}
+
+/* ---- many guest connections at once, to a listener with backlog 1 ---- */
+
+#define NC     16
+#define CPORT  7000
+
+struct cstate {
+	int resp, rst;
+	char data[32];
+};
+
+/* Take what the device put on the RX queue for the CPORT.. connections. */
+static void guest_rx_many(struct cstate *cs)
+{
+	while (fake_used_idx(&g, 0) != rx_used_seen) {
+		struct virtq_used_elem e = fake_used_elem(&g, 0, rx_used_seen, 64);
+		rx_used_seen++;
+		uint16_t i = (uint16_t)(e.id / 2);
+		struct vsock_hdr h;
+		memcpy(&h, fake_ptr(&g, RXBUF + i * 0x2000ull), sizeof(h));
+		cr_assert_geq(h.dst_port, CPORT);
+		cr_assert_lt(h.dst_port, CPORT + NC);
+		struct cstate *c = &cs[h.dst_port - CPORT];
+		if (h.op == VSOCK_OP_RESPONSE)
+			c->resp++;
+		else if (h.op == VSOCK_OP_RST)
+			c->rst++;
+		else if (h.op == VSOCK_OP_RW && h.len < sizeof(c->data) - strlen(c->data))
+			memcpy(c->data + strlen(c->data), fake_ptr(&g, RXBUF + i * 0x2000ull + 64), h.len);
+		rx_post(i);
+		mw32(dev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+	}
+}
+
+Test(vflow, sixteen_guest_connections_to_a_listener_with_backlog_one)
+{
+	memset(&gc, 0, sizeof(gc));
+	fake_bringup(dev, VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX), 64);
+	for (uint16_t i = 0; i < NRX; i++)
+		rx_post(i);
+	mw32(dev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+	char p[160];
+	snprintf(p, sizeof(p), "%s_6000", uds);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", p);
+	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(lfd, 1), 0);
+
+	/* every REQUEST before the host accepts anything: the backlog fills */
+	for (uint32_t i = 0; i < NC; i++)
+		guest_tx_from(CPORT + i, 6000, VSOCK_OP_REQUEST, NULL, 0, 0);
+	struct cstate cs[NC];
+	memset(cs, 0, sizeof(cs));
+	int fds[NC], nfds = 0, responded = 0;
+	double t0 = now();
+	while ((nfds < NC || responded < NC) && now() - t0 < 30) {
+		int fd;
+		while (nfds < NC && (fd = accept(lfd, NULL, NULL)) >= 0)
+			fds[nfds++] = fd;
+		guest_rx_many(cs);
+		responded = 0;
+		for (int i = 0; i < NC; i++) {
+			cr_assert_eq(cs[i].rst, 0, "port %d refused", CPORT + i);
+			responded += cs[i].resp;
+		}
+		usleep(1000);
+	}
+	cr_assert_eq(nfds, NC, "accepted %d", nfds);
+	cr_assert_eq(responded, NC, "%d RESPONSEs", responded);
+	pthread_mutex_lock(&dev->lock);
+	uint64_t retries = ((struct vsock *)dev->priv)->connect_retries;
+	pthread_mutex_unlock(&dev->lock);
+	cr_assert_gt(retries, 0, "no connect was retried: the backlog never filled");
+
+	/* data both ways on each */
+	for (uint32_t i = 0; i < NC; i++) {
+		char m[16];
+		int n = snprintf(m, sizeof(m), "guest %02u", i);
+		guest_tx_from(CPORT + i, 6000, VSOCK_OP_RW, m, (uint32_t)n, 0);
+	}
+	for (int k = 0; k < NC; k++) {
+		char b[16] = { 0 };
+		unsigned idx = NC;
+		cr_assert_eq(read(fds[k], b, 8), 8);
+		cr_assert_eq(sscanf(b, "guest %02u", &idx), 1, "'%s'", b);
+		char m[16];
+		int n = snprintf(m, sizeof(m), "host %02u", idx);
+		cr_assert_eq(write(fds[k], m, (size_t)n), n);
+	}
+	int complete = 0;
+	t0 = now();
+	while (complete < NC && now() - t0 < 30) {
+		guest_rx_many(cs);
+		complete = 0;
+		for (int i = 0; i < NC; i++)
+			complete += strlen(cs[i].data) == 7;
+		usleep(1000);
+	}
+	for (int i = 0; i < NC; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "host %02d", i);
+		cr_assert_str_eq(cs[i].data, want, "port %d", CPORT + i);
+	}
+	for (int k = 0; k < NC; k++)
+		close(fds[k]);
+	close(lfd);
 }

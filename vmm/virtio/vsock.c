@@ -77,7 +77,7 @@ static uint32_t conn_credit(const struct vconn *c)
 
 static bool conn_wants_rx(const struct vconn *c)
 {
-	if (c->state == VC_HANDSHAKE)
+	if (c->state == VC_HANDSHAKE || c->state == VC_LISTEN_WAIT)
 		return false;
 	if (c->send)
 		return true;
@@ -317,7 +317,9 @@ static void vsock_packet(struct vsock *vs, const struct vsock_hdr *h, const stru
 		}
 		c->peer_buf_alloc = h->buf_alloc;
 		c->peer_fwd_cnt = h->fwd_cnt;
-		c->send |= VC_SEND_RESPONSE;
+		/* VC_LISTEN_WAIT: the RESPONSE waits for connect() */
+		if (c->state == VC_ESTABLISHED)
+			c->send |= VC_SEND_RESPONSE;
 		return;
 	}
 	if (!c) {
@@ -327,6 +329,12 @@ static void vsock_packet(struct vsock *vs, const struct vsock_hdr *h, const stru
 	}
 	c->peer_buf_alloc = h->buf_alloc;
 	c->peer_fwd_cnt = h->fwd_cnt;
+	/* before our RESPONSE the guest may only give up or talk credit */
+	if (c->state == VC_LISTEN_WAIT && h->op != VSOCK_OP_RST &&
+	    h->op != VSOCK_OP_CREDIT_UPDATE && h->op != VSOCK_OP_CREDIT_REQUEST) {
+		vconn_kill(c, true);
+		return;
+	}
 	switch (h->op) {
 	case VSOCK_OP_RESPONSE:
 		if (c->state != VC_CONNECTING) {
@@ -412,6 +420,25 @@ static void vsock_notify(struct virtio_mmio_dev *d, int qi)
 	vsock_rx_pump(vs);
 }
 
+void vsock_timer_arm(struct vsock *vs)
+{
+	uint64_t next = 0;
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vconn *c = vs->conns[i];
+		if (c && c->state == VC_LISTEN_WAIT && (!next || c->retry_ns < next))
+			next = c->retry_ns;
+	}
+	if (!next || vs->timer_fd < 0)
+		return; /* the tick goes on at its interval */
+	struct itimerspec its = {
+		.it_interval = { .tv_nsec = (long)VSOCK_TICK_NS },
+		.it_value = { .tv_sec = (time_t)(next / 1000000000ull),
+			      .tv_nsec = (long)(next % 1000000000ull) },
+	};
+	if (timerfd_settime(vs->timer_fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		wlog_rl(WISP_LOG_WARN, "%s: timer: %s", vs->dev.name, strerror(errno));
+}
+
 void vsock_timer_event(void *opaque, uint32_t events)
 {
 	(void)events;
@@ -421,6 +448,12 @@ void vsock_timer_event(void *opaque, uint32_t events)
 		wlog_rl(WISP_LOG_WARN, "%s: timer read: %s", vs->dev.name, strerror(errno));
 	pthread_mutex_lock(&vs->dev.lock);
 	uint64_t now = wisp_now_ns();
+	/* retries first: a connect that succeeds at the deadline counts */
+	for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
+		struct vconn *c = vs->conns[i];
+		if (c && c->state == VC_LISTEN_WAIT && now >= c->retry_ns)
+			vconn_retry(c, now);
+	}
 	for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
 		struct vconn *c = vs->conns[i];
 		if (!c || !c->deadline_ns || now < c->deadline_ns)
@@ -429,6 +462,7 @@ void vsock_timer_event(void *opaque, uint32_t events)
 			vs->dev.name, c->local_port, c->peer_port, c->state);
 		vconn_kill(c, c->state != VC_HANDSHAKE);
 	}
+	vsock_timer_arm(vs);
 	vsock_rx_pump(vs);
 	pthread_mutex_unlock(&vs->dev.lock);
 }

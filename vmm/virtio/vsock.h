@@ -33,12 +33,16 @@
 
 /* Limits: what one connection may hold on the host for the guest (its
  * advertised buf_alloc), how many connections exist at once, how long a
- * handshake or a close may take, how many RSTs wait for RX buffers. */
+ * handshake or a close may take (a guest's connect to a host listener
+ * whose backlog is full is retried that long too: Linux's own connect
+ * timeout is 2 s), how many RSTs wait for RX buffers. */
 #define VSOCK_BUF_ALLOC          (256u << 10)
 #define VSOCK_MAX_CONNS          256
 #define VSOCK_CONNECT_TIMEOUT_NS (2000ull * 1000000ull)
 #define VSOCK_SHUTDOWN_TIMEOUT_NS (2000ull * 1000000ull)
 #define VSOCK_TICK_NS            (200ull * 1000000ull)
+#define VSOCK_RETRY_MIN_NS       (1ull * 1000000ull)   /* first connect retry, doubling */
+#define VSOCK_RETRY_MAX_NS       (50ull * 1000000ull)  /* ... up to this */
 #define VSOCK_RST_QUEUE          128
 #define VSOCK_MAX_PKT            (64u << 10)
 #define VSOCK_LOCAL_PORT_BASE    (1u << 30)
@@ -60,6 +64,9 @@ _Static_assert(sizeof(struct vsock_hdr) == 44, "virtio_vsock_hdr is 44 bytes");
 enum vconn_state {
 	VC_HANDSHAKE,      /* host connected, waiting for "CONNECT <port>\n" */
 	VC_CONNECTING,     /* REQUEST sent to the guest, waiting for RESPONSE */
+	VC_LISTEN_WAIT,    /* the guest's REQUEST met a host listener with a full
+			    * backlog (EAGAIN): connect() again until the deadline,
+			    * then RESPONSE, or RST when it passes */
 	VC_ESTABLISHED,
 	VC_DRAINING,       /* guest closed; flushing buffered data, then RST */
 	VC_CLOSING,        /* host closed; SHUTDOWN sent, waiting for the guest's RST */
@@ -95,6 +102,8 @@ struct vconn {
 	uint8_t *buf;
 	uint32_t buf_head, buf_len;
 	uint64_t deadline_ns;       /* 0: none */
+	uint64_t retry_ns;          /* VC_LISTEN_WAIT: next connect() */
+	uint32_t retries;
 };
 
 struct vsock_rst {
@@ -119,7 +128,7 @@ struct vsock {
 	struct iovec iov[VIRTQ_CHAIN_MAX];
 	/* counters */
 	uint64_t conns_total, conns_refused, rsts_sent, rsts_dropped, bad_packets;
-	uint64_t rx_bytes, tx_bytes;
+	uint64_t rx_bytes, tx_bytes, connect_retries;
 };
 
 /* vsock.c */
@@ -127,12 +136,21 @@ void vsock_rx_pump(struct vsock *vs);
 void vsock_queue_rst(struct vsock *vs, uint32_t local_port, uint32_t peer_port);
 struct vconn *vsock_conn_find(struct vsock *vs, uint32_t local_port, uint32_t peer_port);
 uint32_t vsock_alloc_local_port(struct vsock *vs);
+/* Arm the device timer for the earliest connect retry due (it ticks every
+ * VSOCK_TICK_NS otherwise). */
+void vsock_timer_arm(struct vsock *vs);
 
 /* vsock_uds.c */
 int vsock_uds_listen(struct vsock *vs, struct wisp_err *err);
 void vsock_uds_close(struct vsock *vs);
-/* Guest connects to the host's port: connect to <uds_path>_<port>. */
+/* Guest connects to the host's port: connect to <uds_path>_<port>. The
+ * connection comes back VC_ESTABLISHED, or VC_LISTEN_WAIT when the
+ * listener's backlog is full; NULL when refused (no listener, no room). */
 struct vconn *vsock_uds_connect(struct vsock *vs, uint32_t port, uint32_t peer_port);
+/* A VC_LISTEN_WAIT connection tries connect() again: established (a
+ * RESPONSE owed), still waiting (the next retry later), or killed with an
+ * RST when the listener has gone. */
+void vconn_retry(struct vconn *c, uint64_t now);
 struct vconn *vconn_new(struct vsock *vs, int fd, enum vconn_state st);
 /* Free the connection; rst: tell the guest (it knows the connection). */
 void vconn_kill(struct vconn *c, bool rst);

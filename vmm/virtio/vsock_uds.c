@@ -53,6 +53,17 @@ void vsock_uds_close(struct vsock *vs)
 	unlink(vs->uds_path);
 }
 
+/* Edge-triggered events for the connection's socket. */
+static int vconn_watch(struct vconn *c)
+{
+	if (!c->vs->loop)
+		return 0;
+	return evloop_add(c->vs->loop, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+			  vsock_uds_event, c);
+}
+
+/* A VC_LISTEN_WAIT socket is not connected yet (epoll would report it hung
+ * up): it is watched once connect() succeeds. */
 struct vconn *vconn_new(struct vsock *vs, int fd, enum vconn_state st)
 {
 	int slot = -1;
@@ -67,8 +78,7 @@ struct vconn *vconn_new(struct vsock *vs, int fd, enum vconn_state st)
 	c->vs = vs;
 	c->fd = fd;
 	c->state = st;
-	if (vs->loop && evloop_add(vs->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-				   vsock_uds_event, c) < 0) {
+	if (st != VC_LISTEN_WAIT && vconn_watch(c) < 0) {
 		free(c);
 		return NULL;
 	}
@@ -83,6 +93,8 @@ void vconn_kill(struct vconn *c, bool rst)
 	struct vsock *vs = c->vs;
 	if (rst && c->state != VC_HANDSHAKE)
 		vsock_queue_rst(vs, c->local_port, c->peer_port);
+	if (c->state == VC_CONNECTING || c->state == VC_LISTEN_WAIT)
+		vs->conns_refused++;
 	for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
 		if (vs->conns[i] == c) {
 			vs->conns[i] = NULL;
@@ -104,31 +116,80 @@ void vconn_kill_all(struct vsock *vs)
 			vconn_kill(vs->conns[i], false);
 }
 
-struct vconn *vsock_uds_connect(struct vsock *vs, uint32_t port, uint32_t peer_port)
+/* connect() fd to <uds_path>_<port>: 0 or -errno. A Unix stream connect
+ * completes or fails at once; -EAGAIN means the listener's backlog is full
+ * (the socket stays unconnected and may try again). */
+static int uds_connect(const struct vsock *vs, int fd, uint32_t port)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int n = snprintf(a.sun_path, sizeof(a.sun_path), "%s_%u", vs->uds_path, port);
 	if (n < 0 || (size_t)n >= sizeof(a.sun_path))
-		return NULL;
+		return -ENAMETOOLONG;
+	int r;
+	do
+		r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno != EAGAIN)
+		wlog_rl(WISP_LOG_DEBUG, "vsock: guest connect to %s: %s", a.sun_path,
+			strerror(errno));
+	return r < 0 ? -errno : 0;
+}
+
+static void retry_later(struct vconn *c, uint64_t now)
+{
+	uint64_t delay = VSOCK_RETRY_MIN_NS << (c->retries < 16 ? c->retries : 16);
+	if (delay > VSOCK_RETRY_MAX_NS)
+		delay = VSOCK_RETRY_MAX_NS;
+	c->retries++;
+	c->retry_ns = now + delay;
+}
+
+struct vconn *vsock_uds_connect(struct vsock *vs, uint32_t port, uint32_t peer_port)
+{
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
-	/* a Unix stream connect completes or fails at once (EAGAIN: the
-	 * listener's backlog is full, which is a refusal too) */
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		wlog_rl(WISP_LOG_DEBUG, "vsock: guest connect to %s: %s", a.sun_path,
-			strerror(errno));
+	/* A full backlog is a listener busy accepting, not a refusal: the
+	 * guest's REQUEST waits (no RESPONSE yet) while connect() is retried,
+	 * and gets an RST only when the deadline passes. */
+	int r = uds_connect(vs, fd, port);
+	if (r < 0 && r != -EAGAIN) {
 		close(fd);
 		return NULL;
 	}
-	struct vconn *c = vconn_new(vs, fd, VC_ESTABLISHED);
+	struct vconn *c = vconn_new(vs, fd, r == 0 ? VC_ESTABLISHED : VC_LISTEN_WAIT);
 	if (!c) {
 		close(fd);
 		return NULL;
 	}
 	c->local_port = port;
 	c->peer_port = peer_port;
+	if (r == 0)
+		return c;
+	uint64_t now = wisp_now_ns();
+	c->deadline_ns = now + VSOCK_CONNECT_TIMEOUT_NS;
+	retry_later(c, now);
+	vsock_timer_arm(vs);
 	return c;
+}
+
+void vconn_retry(struct vconn *c, uint64_t now)
+{
+	struct vsock *vs = c->vs;
+	vs->connect_retries++;
+	int r = uds_connect(vs, c->fd, c->local_port);
+	if (r == -EAGAIN) {
+		retry_later(c, now);
+		return;
+	}
+	if (r == 0 && vconn_watch(c) == 0) {
+		c->state = VC_ESTABLISHED;
+		c->deadline_ns = 0;
+		c->send |= VC_SEND_RESPONSE;
+		return;
+	}
+	/* the listener went away (or the loop had no room): refused */
+	vconn_kill(c, true);
 }
 
 bool vconn_send_ok(struct vconn *c)
@@ -277,11 +338,16 @@ void vsock_uds_event(void *opaque, uint32_t events)
 	if (events & (EPOLLHUP | EPOLLERR))
 		c->host_hup = true;
 	if ((events & EPOLLOUT) && c->buf_len > 0) {
+		uint32_t before = c->buf_len;
 		int r = vconn_flush(c);
 		if (r < 0) {
 			vconn_kill(c, true);
 			goto out;
 		}
+		/* a closed guest's data goes to a host that keeps reading, however
+		 * slowly: the deadline is for a host that takes nothing */
+		if (r > 0 && c->state == VC_DRAINING && c->buf_len < before)
+			c->deadline_ns = wisp_now_ns() + VSOCK_SHUTDOWN_TIMEOUT_NS;
 		if (r == 0) {
 			if (c->state == VC_DRAINING) {
 				vconn_kill(c, true);
