@@ -46,6 +46,12 @@ static const char *const dev_counter_names[METRICS_DEV_COUNTER_COUNT] = {
 	[METRICS_DEV_ERRORS] = "errors",
 	[METRICS_DEV_THROTTLED] = "throttled",
 	[METRICS_DEV_FAILED] = "failed",
+	[METRICS_DEV_RX_PACKETS] = "rx_packets",
+	[METRICS_DEV_TX_PACKETS] = "tx_packets",
+	[METRICS_DEV_CONNS_ADDED] = "conns_added",
+	[METRICS_DEV_CONNS_CLOSED] = "conns_closed",
+	[METRICS_DEV_CONNS_REFUSED] = "conns_refused",
+	[METRICS_DEV_CONNECT_RETRIES] = "connect_retries",
 };
 
 /* The process-wide registry (see metrics.h for why it is one). */
@@ -69,7 +75,16 @@ static inline uint64_t take(_Atomic uint64_t *c)
 
 struct metrics_dev *metrics_dev_register(const char *name)
 {
+	return metrics_dev_register_n(name, METRICS_DEV_COMMON_COUNT);
+}
+
+struct metrics_dev *metrics_dev_register_n(const char *name, int nr_counters)
+{
 	struct metrics_dev *d = NULL;
+	if (nr_counters < METRICS_DEV_COMMON_COUNT)
+		nr_counters = METRICS_DEV_COMMON_COUNT;
+	if (nr_counters > METRICS_DEV_COUNTER_COUNT)
+		nr_counters = METRICS_DEV_COUNTER_COUNT;
 	pthread_mutex_lock(&reg.lock);
 	int n = atomic_load(&reg.nr_devs);
 	for (int i = 0; i < n; i++)
@@ -80,6 +95,8 @@ struct metrics_dev *metrics_dev_register(const char *name)
 		snprintf(d->name, sizeof(d->name), "%s", name);
 		atomic_store(&reg.nr_devs, n + 1);
 	}
+	if (d && d->nr_counters < nr_counters)
+		d->nr_counters = nr_counters;
 	pthread_mutex_unlock(&reg.lock);
 	if (!d)
 		wlog_rl(WISP_LOG_WARN, "metrics: no room for device %s", name);
@@ -174,7 +191,7 @@ static char *build_line(void)
 	json_t *devs = json_object();
 	for (int i = 0; i < atomic_load(&reg.nr_devs); i++) {
 		json_t *d = json_object();
-		for (int c = 0; c < METRICS_DEV_COUNTER_COUNT; c++)
+		for (int c = 0; c < reg.devs[i].nr_counters; c++)
 			json_object_set_new(d, dev_counter_names[c],
 					    json_integer((json_int_t)take(&reg.devs[i].c[c])));
 		json_object_set_new(devs, reg.devs[i].name, d);

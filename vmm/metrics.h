@@ -35,7 +35,8 @@ enum metrics_exit {
 	METRICS_EXIT_COUNT,
 };
 
-/* Per-device counters. */
+/* Per-device counters: every device reports the common ones; a device
+ * with counters of its own (vsock) reports those after them. */
 enum metrics_dev_counter {
 	METRICS_DEV_REQUESTS,        /* requests / packets / connections handled */
 	METRICS_DEV_BYTES_READ,      /* bytes from the backend into the guest */
@@ -43,18 +44,30 @@ enum metrics_dev_counter {
 	METRICS_DEV_ERRORS,          /* failed requests (I/O errors, bad descriptors) */
 	METRICS_DEV_THROTTLED,       /* times the rate limiter held a request back */
 	METRICS_DEV_FAILED,          /* the device was marked failed (guest misbehaved) */
+	METRICS_DEV_COMMON_COUNT,
+	/* vsock (requests: packets both ways; bytes: stream payload) */
+	METRICS_DEV_RX_PACKETS = METRICS_DEV_COMMON_COUNT, /* packets to the guest */
+	METRICS_DEV_TX_PACKETS,      /* packets from the guest */
+	METRICS_DEV_CONNS_ADDED,     /* connections established, either direction */
+	METRICS_DEV_CONNS_CLOSED,    /* established connections that ended */
+	METRICS_DEV_CONNS_REFUSED,   /* connection requests refused, either direction */
+	METRICS_DEV_CONNECT_RETRIES, /* connect() to a full host listener tried again */
 	METRICS_DEV_COUNTER_COUNT,
 };
 
 struct metrics_dev {
 	char name[80];                  /* "block_" / "net_" + a 64-byte id */
+	int nr_counters;                /* reported: c[0, nr_counters) */
 	_Atomic uint64_t c[METRICS_DEV_COUNTER_COUNT];
 };
 
-/* A device's counter block, named e.g. "block_rootfs", "net_eth0", "vsock".
- * Registering an existing name returns its block. NULL when the table is
- * full; metrics_dev_add() accepts NULL. */
+/* A device's counter block, named e.g. "block_rootfs", "net_eth0", "vsock",
+ * reporting the common counters. Registering an existing name returns its
+ * block. NULL when the table is full; metrics_dev_add() accepts NULL. */
 struct metrics_dev *metrics_dev_register(const char *name);
+/* The same reporting counters [0, nr_counters): the common ones and the
+ * device's own (vsock: METRICS_DEV_COUNTER_COUNT). */
+struct metrics_dev *metrics_dev_register_n(const char *name, int nr_counters);
 
 static inline void metrics_dev_add(struct metrics_dev *d, enum metrics_dev_counter c,
 				   uint64_t n)

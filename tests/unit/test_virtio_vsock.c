@@ -11,8 +11,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/io.h"
 #include "virtio_fake.h"
+#include "vmm/metrics.h"
 #include "vmm/virtio/vsock.h"
 
 #define CID     42
@@ -632,6 +635,60 @@ Test(vsock, the_guest_may_give_up_while_a_connect_waits)
 	cr_assert(guest_recv(&h, NULL, 0));
 	cr_assert_eq(h.op, VSOCK_OP_RST);
 	cr_assert_eq(h.dst_port, 998);
+	close(lfd);
+}
+
+Test(vsock, metrics_count_packets_bytes_and_connections)
+{
+	free(metrics_flush_to_string()); /* counters from setup's bring-up gone */
+	int lfd, fd = guest_connect(1234, &lfd);
+	guest_send(VSOCK_OP_RW, 1234, 5000, "hello", 5, 0, 65536, 0);
+	char buf[8];
+	cr_assert_eq(read(fd, buf, sizeof(buf)), 5);
+	cr_assert_eq(write(fd, "abc", 3), 3);
+	vsock_uds_event(only_conn(), EPOLLIN);
+	struct vsock_hdr h;
+	cr_assert(guest_recv(&h, NULL, 0));
+	guest_send(VSOCK_OP_REQUEST, 77, 7777, NULL, 0, 0, 65536, 0); /* nobody listens */
+	cr_assert(guest_recv(&h, NULL, 0));
+	cr_assert_eq(h.op, VSOCK_OP_RST);
+	guest_send(VSOCK_OP_SHUTDOWN, 1234, 5000, NULL, 0, 3, 65536, 3);
+	cr_assert(guest_recv(&h, NULL, 0));
+	cr_assert_eq(h.op, VSOCK_OP_RST);
+
+	char *line = metrics_flush_to_string(), *line2;
+	json_error_t je;
+	json_t *m = json_loads(line, 0, &je);
+	cr_assert_not_null(m, "%s", line);
+	json_t *d = json_object_get(json_object_get(m, "devices"), "vsock");
+	cr_assert_not_null(d, "no vsock block in %s", line);
+#define C(name) json_integer_value(json_object_get(d, name))
+	/* guest: REQUEST, RW, REQUEST, SHUTDOWN; device: RESPONSE, RW, RST, RST */
+	cr_assert_eq(C("tx_packets"), 4, "%s", line);
+	cr_assert_eq(C("rx_packets"), 4, "%s", line);
+	cr_assert_eq(C("requests"), 8, "%s", line);
+	cr_assert_eq(C("bytes_written"), 5, "%s", line);
+	cr_assert_eq(C("bytes_read"), 3, "%s", line);
+	cr_assert_eq(C("conns_added"), 1, "%s", line);
+	cr_assert_eq(C("conns_closed"), 1, "%s", line);
+	cr_assert_eq(C("conns_refused"), 1, "%s", line);
+	cr_assert_eq(C("connect_retries"), 0, "%s", line);
+	cr_assert_eq(C("errors"), 0, "%s", line);
+#undef C
+	cr_assert_eq(json_object_size(d), METRICS_DEV_COUNTER_COUNT);
+	json_decref(m);
+	/* block and net devices keep the common counters only */
+	metrics_dev_register("block_unit");
+	line2 = metrics_flush_to_string();
+	m = json_loads(line2, 0, &je);
+	cr_assert_not_null(m);
+	d = json_object_get(json_object_get(m, "devices"), "block_unit");
+	cr_assert_eq(json_object_size(d), METRICS_DEV_COMMON_COUNT, "%s", line2);
+	cr_assert_null(json_object_get(d, "conns_added"));
+	json_decref(m);
+	free(line2);
+	free(line);
+	close(fd);
 	close(lfd);
 }
 

@@ -64,6 +64,7 @@ void vsock_queue_rst(struct vsock *vs, uint32_t local_port, uint32_t peer_port)
 	if (vs->nr_rsts >= VSOCK_RST_QUEUE) {
 		/* the guest is not taking RX buffers; it times out instead */
 		vs->rsts_dropped++;
+		vsock_count(vs, METRICS_DEV_ERRORS, 1);
 		return;
 	}
 	vs->rsts[vs->nr_rsts++] = (struct vsock_rst){ local_port, peer_port };
@@ -154,6 +155,7 @@ static int conn_rx_packet(struct vsock *vs, struct vconn *c, const struct virtq_
 				c->readable = false;
 				return 0;
 			}
+			vsock_count(vs, METRICS_DEV_ERRORS, 1);
 			vconn_kill(c, true);
 			return -1;
 		}
@@ -166,6 +168,7 @@ static int conn_rx_packet(struct vsock *vs, struct vconn *c, const struct virtq_
 		len = (uint32_t)r;
 		c->tx_cnt += (uint32_t)r;
 		vs->rx_bytes += (uint64_t)r;
+		vsock_count(vs, METRICS_DEV_BYTES_READ, (uint64_t)r);
 	}
 	c->fwd_cnt_sent = c->fwd_cnt;
 	virtq_chain_write(ch, 0, &h, sizeof(h));
@@ -235,6 +238,8 @@ void vsock_rx_pump(struct vsock *vs)
 			}
 		}
 		virtq_push(q, ch->head, (uint32_t)used);
+		vsock_count(vs, METRICS_DEV_RX_PACKETS, 1);
+		vsock_count(vs, METRICS_DEV_REQUESTS, 1);
 		done = true;
 	}
 	if (done)
@@ -293,6 +298,7 @@ static void vsock_packet(struct vsock *vs, const struct vsock_hdr *h, const stru
 	if (h->dst_cid != VSOCK_HOST_CID || h->src_cid != vs->guest_cid ||
 	    h->type != VSOCK_TYPE_STREAM || h->len > payload) {
 		vs->bad_packets++;
+		vsock_count(vs, METRICS_DEV_ERRORS, 1);
 		wlog_rl(WISP_LOG_DEBUG, "%s: bad packet (cid %llu->%llu type %u op %u len %u)",
 			vs->dev.name, (unsigned long long)h->src_cid,
 			(unsigned long long)h->dst_cid, h->type, h->op, h->len);
@@ -312,6 +318,7 @@ static void vsock_packet(struct vsock *vs, const struct vsock_hdr *h, const stru
 		if (vs->nr_conns >= VSOCK_MAX_CONNS ||
 		    !(c = vsock_uds_connect(vs, h->dst_port, h->src_port))) {
 			vs->conns_refused++;
+			vsock_count(vs, METRICS_DEV_CONNS_REFUSED, 1);
 			vsock_queue_rst(vs, h->dst_port, h->src_port);
 			return;
 		}
@@ -343,6 +350,7 @@ static void vsock_packet(struct vsock *vs, const struct vsock_hdr *h, const stru
 		}
 		c->state = VC_ESTABLISHED;
 		c->deadline_ns = 0;
+		vsock_count(vs, METRICS_DEV_CONNS_ADDED, 1);
 		if (!vconn_send_ok(c))
 			vconn_kill(c, true);
 		return;
@@ -356,6 +364,7 @@ static void vsock_packet(struct vsock *vs, const struct vsock_hdr *h, const stru
 			return;
 		}
 		vs->tx_bytes += h->len;
+		vsock_count(vs, METRICS_DEV_BYTES_WRITTEN, h->len);
 		if (c->fwd_cnt - c->fwd_cnt_sent >= VSOCK_BUF_ALLOC / 4)
 			c->send |= VC_SEND_CREDIT;
 		return;
@@ -376,6 +385,7 @@ static void vsock_packet(struct vsock *vs, const struct vsock_hdr *h, const stru
 		return;
 	default:
 		vs->bad_packets++;
+		vsock_count(vs, METRICS_DEV_ERRORS, 1);
 		vconn_kill(c, true);
 		return;
 	}
@@ -402,6 +412,8 @@ static void vsock_tx(struct vsock *vs)
 		}
 		struct vsock_hdr h;
 		virtq_chain_read(ch, 0, &h, sizeof(h));
+		vsock_count(vs, METRICS_DEV_TX_PACKETS, 1);
+		vsock_count(vs, METRICS_DEV_REQUESTS, 1);
 		vsock_packet(vs, &h, ch, ch->read_len - sizeof(h));
 		virtq_push(q, ch->head, 0);
 		done = true;
@@ -538,6 +550,7 @@ int virtio_vsock_create(const struct gmem *mem, struct evloop *loop,
 		free(vs);
 		return r;
 	}
+	vs->dev.metrics = metrics_dev_register_n("vsock", METRICS_DEV_COUNTER_COUNT);
 	vs->loop = loop;
 	r = vsock_uds_listen(vs, err);
 	if (r < 0) {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/un.h>
 
+#include "vmm/metrics.h"
 #include "vmm/virtio/virtio.h"
 
 #define VSOCK_HOST_CID           2
@@ -126,10 +127,16 @@ struct vsock {
 	bool event_pending;         /* TRANSPORT_RESET to deliver */
 	struct virtq_chain chain;
 	struct iovec iov[VIRTQ_CHAIN_MAX];
-	/* counters */
+	/* counters (the metrics block counts the same since its last flush) */
 	uint64_t conns_total, conns_refused, rsts_sent, rsts_dropped, bad_packets;
 	uint64_t rx_bytes, tx_bytes, connect_retries;
 };
+
+/* The device's metrics block (metrics_dev_add accepts NULL). */
+static inline void vsock_count(struct vsock *vs, enum metrics_dev_counter c, uint64_t n)
+{
+	metrics_dev_add(vs->dev.metrics, c, n);
+}
 
 /* vsock.c */
 void vsock_rx_pump(struct vsock *vs);

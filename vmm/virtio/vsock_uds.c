@@ -93,8 +93,20 @@ void vconn_kill(struct vconn *c, bool rst)
 	struct vsock *vs = c->vs;
 	if (rst && c->state != VC_HANDSHAKE)
 		vsock_queue_rst(vs, c->local_port, c->peer_port);
-	if (c->state == VC_CONNECTING || c->state == VC_LISTEN_WAIT)
+	switch (c->state) {
+	case VC_HANDSHAKE:
+		break;
+	case VC_CONNECTING:
+	case VC_LISTEN_WAIT:
 		vs->conns_refused++;
+		vsock_count(vs, METRICS_DEV_CONNS_REFUSED, 1);
+		break;
+	case VC_ESTABLISHED:
+	case VC_DRAINING:
+	case VC_CLOSING:
+		vsock_count(vs, METRICS_DEV_CONNS_CLOSED, 1);
+		break;
+	}
 	for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
 		if (vs->conns[i] == c) {
 			vs->conns[i] = NULL;
@@ -164,8 +176,10 @@ struct vconn *vsock_uds_connect(struct vsock *vs, uint32_t port, uint32_t peer_p
 	}
 	c->local_port = port;
 	c->peer_port = peer_port;
-	if (r == 0)
+	if (r == 0) {
+		vsock_count(vs, METRICS_DEV_CONNS_ADDED, 1);
 		return c;
+	}
 	uint64_t now = wisp_now_ns();
 	c->deadline_ns = now + VSOCK_CONNECT_TIMEOUT_NS;
 	retry_later(c, now);
@@ -177,6 +191,7 @@ void vconn_retry(struct vconn *c, uint64_t now)
 {
 	struct vsock *vs = c->vs;
 	vs->connect_retries++;
+	vsock_count(vs, METRICS_DEV_CONNECT_RETRIES, 1);
 	int r = uds_connect(vs, c->fd, c->local_port);
 	if (r == -EAGAIN) {
 		retry_later(c, now);
@@ -186,6 +201,7 @@ void vconn_retry(struct vconn *c, uint64_t now)
 		c->state = VC_ESTABLISHED;
 		c->deadline_ns = 0;
 		c->send |= VC_SEND_RESPONSE;
+		vsock_count(vs, METRICS_DEV_CONNS_ADDED, 1);
 		return;
 	}
 	/* the listener went away (or the loop had no room): refused */
@@ -223,6 +239,7 @@ bool vconn_from_guest(struct vconn *c, const struct virtq_chain *ch, size_t off,
 	if ((uint64_t)c->buf_len + len > VSOCK_BUF_ALLOC) {
 		wlog_rl(WISP_LOG_WARN, "%s: guest overran its credit on %u<->%u", vs->dev.name,
 			c->local_port, c->peer_port);
+		vsock_count(vs, METRICS_DEV_ERRORS, 1);
 		return false;
 	}
 	size_t sent = 0;
@@ -234,8 +251,10 @@ bool vconn_from_guest(struct vconn *c, const struct virtq_chain *ch, size_t off,
 		do
 			w = sendmsg(c->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
 		while (w < 0 && errno == EINTR);
-		if (w < 0 && errno != EAGAIN)
+		if (w < 0 && errno != EAGAIN) {
+			vsock_count(vs, METRICS_DEV_ERRORS, 1);
 			return false;
+		}
 		if (w > 0) {
 			sent = (size_t)w;
 			c->fwd_cnt += (uint32_t)w;
@@ -341,6 +360,7 @@ void vsock_uds_event(void *opaque, uint32_t events)
 		uint32_t before = c->buf_len;
 		int r = vconn_flush(c);
 		if (r < 0) {
+			vsock_count(vs, METRICS_DEV_ERRORS, 1);
 			vconn_kill(c, true);
 			goto out;
 		}
@@ -385,6 +405,7 @@ void vsock_listen_event(void *opaque, uint32_t events)
 								 : NULL;
 		if (!c) {
 			vs->conns_refused++;
+			vsock_count(vs, METRICS_DEV_CONNS_REFUSED, 1);
 			wlog_rl(WISP_LOG_WARN, "%s: host connection refused (%d connections)",
 				vs->dev.name, vs->nr_conns);
 			close(fd);
