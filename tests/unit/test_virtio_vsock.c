@@ -707,9 +707,17 @@ Test(vsock, a_closed_guests_data_drains_to_a_slow_host)
 	}
 	struct vconn *c = only_conn();
 	cr_assert_geq(c->buf_len, 128u << 10, "the host socket never filled");
+	struct vsock_hdr h;
+	while (guest_recv(&h, NULL, 0))
+		cr_assert_eq(h.op, VSOCK_OP_CREDIT_UPDATE);
 	guest_send(VSOCK_OP_SHUTDOWN, 1234, 5000, NULL, 0, 3, 65536, 0);
 	cr_assert_eq(c->state, VC_DRAINING);
-	c->deadline_ns = 1; /* as if 2 s had passed while the host read nothing */
+	/* the guest is done: its RST comes now, not after the host read */
+	cr_assert(guest_recv(&h, NULL, 0));
+	cr_assert_eq(h.op, VSOCK_OP_RST);
+	cr_assert_not(guest_recv(&h, NULL, 0));
+	cr_assert_null(vsock_conn_find(vs, 5000, 1234), "the guest may reuse the ports");
+	c->deadline_ns = 1; /* as if the host had read nothing for long */
 	uint8_t *got = malloc(sent);
 	size_t n = 0;
 	ssize_t r;
@@ -733,11 +741,52 @@ Test(vsock, a_closed_guests_data_drains_to_a_slow_host)
 	for (size_t k = 0; k < sent; k++)
 		cr_assert_eq(got[k], (uint8_t)k, "byte %zu", k);
 	cr_assert_null(only_conn());
+	cr_assert_not(guest_recv(&h, NULL, 0), "no second RST, no credit for a gone connection");
+	free(got);
+	close(fd);
+	close(lfd);
+}
+
+Test(vsock, a_guest_done_sending_to_a_host_done_sending_loses_no_bytes)
+{
+	int lfd, fd = guest_connect(1234, &lfd);
+	/* the host sends its request and half-closes, as a client does */
+	shutdown(fd, SHUT_WR);
+	vsock_uds_event(only_conn(), EPOLLIN | EPOLLRDHUP);
 	struct vsock_hdr h;
+	cr_assert(guest_recv(&h, NULL, 0));
+	cr_assert_eq(h.op, VSOCK_OP_SHUTDOWN);
+	/* the guest answers more than the host socket holds, then shuts its
+	 * sending side down (SHUT_WR before close) */
+	static uint8_t big[32768];
+	uint32_t sent = 0;
+	for (int i = 0; i < 400 && only_conn()->buf_len < (64u << 10); i++) {
+		for (size_t k = 0; k < sizeof(big); k++)
+			big[k] = (uint8_t)((sent + k) * 7);
+		guest_send(VSOCK_OP_RW, 1234, 5000, big, sizeof(big), 0, 65536, 0);
+		sent += sizeof(big);
+	}
+	cr_assert_gt(only_conn()->buf_len, 0, "the host socket never filled");
+	guest_send(VSOCK_OP_SHUTDOWN, 1234, 5000, NULL, 0, VSOCK_SHUTDOWN_SEND, 65536, 0);
 	bool rst = false;
 	while (guest_recv(&h, NULL, 0))
 		rst |= h.op == VSOCK_OP_RST;
-	cr_assert(rst);
+	cr_assert(rst, "nothing flows any more: the guest is reset");
+	/* the host reads every byte, then EOF */
+	uint8_t *got = malloc(sent + 1);
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, got + n, sent + 1 - n);
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		if (only_conn())
+			vsock_uds_event(only_conn(), EPOLLOUT);
+	}
+	cr_assert_eq(n, sent, "the host got %zu of %u bytes", n, sent);
+	for (size_t k = 0; k < sent; k++)
+		cr_assert_eq(got[k], (uint8_t)(k * 7), "byte %zu", k);
+	cr_assert_null(only_conn());
 	free(got);
 	close(fd);
 	close(lfd);

@@ -34,12 +34,26 @@ static void vsock_config_read(struct virtio_mmio_dev *d, uint32_t off, uint8_t *
 	memcpy(data, (const uint8_t *)&cid + off, len);
 }
 
+static const char *vconn_state_name(enum vconn_state st)
+{
+	switch (st) {
+	case VC_HANDSHAKE: return "handshake";
+	case VC_CONNECTING: return "connecting";
+	case VC_LISTEN_WAIT: return "listen-wait";
+	case VC_ESTABLISHED: return "established";
+	case VC_DRAINING: return "draining";
+	case VC_CLOSING: return "closing";
+	}
+	return "?";
+}
+
+/* A DRAINING connection is the host's alone: the guest may reuse its ports. */
 struct vconn *vsock_conn_find(struct vsock *vs, uint32_t local_port, uint32_t peer_port)
 {
 	for (int i = 0; i < VSOCK_MAX_CONNS; i++) {
 		struct vconn *c = vs->conns[i];
-		if (c && c->state != VC_HANDSHAKE && c->local_port == local_port &&
-		    c->peer_port == peer_port)
+		if (c && c->state != VC_HANDSHAKE && c->state != VC_DRAINING &&
+		    c->local_port == local_port && c->peer_port == peer_port)
 			return c;
 	}
 	return NULL;
@@ -78,7 +92,7 @@ static uint32_t conn_credit(const struct vconn *c)
 
 static bool conn_wants_rx(const struct vconn *c)
 {
-	if (c->state == VC_HANDSHAKE || c->state == VC_LISTEN_WAIT)
+	if (c->state == VC_HANDSHAKE || c->state == VC_LISTEN_WAIT || c->state == VC_DRAINING)
 		return false;
 	if (c->send)
 		return true;
@@ -100,11 +114,34 @@ static void hdr_for(const struct vsock *vs, const struct vconn *c, struct vsock_
 	h->fwd_cnt = c->fwd_cnt;
 }
 
-/* The host side stopped sending (read returned 0). */
-static void conn_host_eof(struct vconn *c)
+/* Nothing will flow between the guest and the host any more except the
+ * guest's bytes the host socket has not taken yet. The guest gets its RST
+ * now, not once the host has read them (a slow reader would hold the
+ * guest's close open, and Linux gives up on a close after 8 s with an RST
+ * of its own); the host gets the bytes, then EOF. */
+static void conn_finish(struct vconn *c)
+{
+	struct vsock *vs = c->vs;
+	if (vconn_flush(c) <= 0) {
+		vconn_kill(c, true);
+		return;
+	}
+	vsock_queue_rst(vs, c->local_port, c->peer_port);
+	c->state = VC_DRAINING;
+	c->send = 0;
+	c->deadline_ns = wisp_now_ns() + VSOCK_DRAIN_TIMEOUT_NS;
+}
+
+/* The host side stopped sending (read returned 0). False when c is gone
+ * or draining: an RST is owed instead of more packets. */
+static bool conn_host_eof(struct vconn *c)
 {
 	c->host_eof = true;
 	c->readable = false;
+	if (c->guest_shut_send && !c->host_hup && c->buf_len > 0) {
+		conn_finish(c);
+		return false;
+	}
 	if (c->guest_shut_send || c->host_hup) {
 		/* nothing can flow either way any more: close, wait for RST */
 		c->shut_flags = VSOCK_SHUTDOWN_RCV | VSOCK_SHUTDOWN_SEND;
@@ -114,10 +151,12 @@ static void conn_host_eof(struct vconn *c)
 		c->shut_flags = VSOCK_SHUTDOWN_SEND;
 	}
 	c->send |= VC_SEND_SHUTDOWN;
+	return true;
 }
 
 /* Fill one RX chain for c. Returns the used length, 0 when c had nothing
- * after all (the chain stays unused), -1 when c was killed. */
+ * after all (the chain stays unused), -1 when c was killed or reset (an
+ * RST waits). */
 static int conn_rx_packet(struct vsock *vs, struct vconn *c, const struct virtq_chain *ch)
 {
 	struct vsock_hdr h;
@@ -159,10 +198,8 @@ static int conn_rx_packet(struct vsock *vs, struct vconn *c, const struct virtq_
 			vconn_kill(c, true);
 			return -1;
 		}
-		if (r == 0) {
-			conn_host_eof(c);
-			return conn_rx_packet(vs, c, ch);
-		}
+		if (r == 0)
+			return conn_host_eof(c) ? conn_rx_packet(vs, c, ch) : -1;
 		hdr_for(vs, c, &h, VSOCK_OP_RW);
 		h.len = (uint32_t)r;
 		len = (uint32_t)r;
@@ -272,23 +309,14 @@ static void guest_shutdown(struct vconn *c, uint32_t flags)
 		c->guest_shut_rcv = true;
 	if (flags & VSOCK_SHUTDOWN_SEND)
 		c->guest_shut_send = true;
-	if (c->guest_shut_rcv && c->guest_shut_send) {
-		/* the guest closed: hand the host what is buffered, then RST */
-		c->state = VC_DRAINING;
-		c->deadline_ns = wisp_now_ns() + VSOCK_SHUTDOWN_TIMEOUT_NS;
-		if (vconn_flush(c) <= 0)
-			vconn_kill(c, true);
+	/* the guest closed, or stopped sending to a host that stopped too */
+	if (c->guest_shut_send && (c->guest_shut_rcv || c->host_eof)) {
+		conn_finish(c);
 		return;
 	}
-	if (c->guest_shut_send) {
-		if (c->host_eof) {
-			vconn_kill(c, true);
-			return;
-		}
-		if (c->buf_len == 0 && !c->wr_shut) {
-			shutdown(c->fd, SHUT_WR);
-			c->wr_shut = true;
-		}
+	if (c->guest_shut_send && c->buf_len == 0 && !c->wr_shut) {
+		shutdown(c->fd, SHUT_WR);
+		c->wr_shut = true;
 	}
 }
 
@@ -470,8 +498,8 @@ void vsock_timer_event(void *opaque, uint32_t events)
 		struct vconn *c = vs->conns[i];
 		if (!c || !c->deadline_ns || now < c->deadline_ns)
 			continue;
-		wlog_rl(WISP_LOG_DEBUG, "%s: connection %u<->%u timed out in state %d",
-			vs->dev.name, c->local_port, c->peer_port, c->state);
+		wlog_rl(WISP_LOG_WARN, "%s: connection %u<->%u timed out in state %s",
+			vs->dev.name, c->local_port, c->peer_port, vconn_state_name(c->state));
 		vconn_kill(c, c->state != VC_HANDSHAKE);
 	}
 	vsock_timer_arm(vs);

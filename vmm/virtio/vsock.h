@@ -41,6 +41,7 @@
 #define VSOCK_MAX_CONNS          256
 #define VSOCK_CONNECT_TIMEOUT_NS (2000ull * 1000000ull)
 #define VSOCK_SHUTDOWN_TIMEOUT_NS (2000ull * 1000000ull)
+#define VSOCK_DRAIN_TIMEOUT_NS   (10000ull * 1000000ull) /* a host socket taking nothing */
 #define VSOCK_TICK_NS            (200ull * 1000000ull)
 #define VSOCK_RETRY_MIN_NS       (1ull * 1000000ull)   /* first connect retry, doubling */
 #define VSOCK_RETRY_MAX_NS       (50ull * 1000000ull)  /* ... up to this */
@@ -69,7 +70,9 @@ enum vconn_state {
 			    * backlog (EAGAIN): connect() again until the deadline,
 			    * then RESPONSE, or RST when it passes */
 	VC_ESTABLISHED,
-	VC_DRAINING,       /* guest closed; flushing buffered data, then RST */
+	VC_DRAINING,       /* nothing flows any more but what is buffered for the
+			    * host: the guest got its RST and knows the connection
+			    * no more; the socket closes when the buffer is empty */
 	VC_CLOSING,        /* host closed; SHUTDOWN sent, waiting for the guest's RST */
 };
 

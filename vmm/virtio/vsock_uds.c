@@ -91,8 +91,12 @@ struct vconn *vconn_new(struct vsock *vs, int fd, enum vconn_state st)
 void vconn_kill(struct vconn *c, bool rst)
 {
 	struct vsock *vs = c->vs;
-	if (rst && c->state != VC_HANDSHAKE)
+	/* a draining connection's RST went out when it began draining */
+	if (rst && c->state != VC_HANDSHAKE && c->state != VC_DRAINING)
 		vsock_queue_rst(vs, c->local_port, c->peer_port);
+	if (c->buf_len)
+		wlog_rl(WISP_LOG_WARN, "%s: connection %u<->%u closed with %u bytes the host "
+			"socket never took", vs->dev.name, c->local_port, c->peer_port, c->buf_len);
 	switch (c->state) {
 	case VC_HANDSHAKE:
 		break;
@@ -364,10 +368,10 @@ void vsock_uds_event(void *opaque, uint32_t events)
 			vconn_kill(c, true);
 			goto out;
 		}
-		/* a closed guest's data goes to a host that keeps reading, however
+		/* a done guest's bytes go to a host that keeps reading, however
 		 * slowly: the deadline is for a host that takes nothing */
 		if (r > 0 && c->state == VC_DRAINING && c->buf_len < before)
-			c->deadline_ns = wisp_now_ns() + VSOCK_SHUTDOWN_TIMEOUT_NS;
+			c->deadline_ns = wisp_now_ns() + VSOCK_DRAIN_TIMEOUT_NS;
 		if (r == 0) {
 			if (c->state == VC_DRAINING) {
 				vconn_kill(c, true);
