@@ -6,6 +6,15 @@
  *   wisp-virtio-test source PORT BYTES    vsock server writing BYTES to each connection
  *   wisp-virtio-test send CID PORT        stdin to a vsock connection, its replies to stdout
  *   wisp-virtio-test randio DEV SECONDS r|w   4 KiB O_DIRECT random I/O; prints "iops N"
+ *
+ * and one mode for the host side of a case (one process, so a burst of
+ * connections is not a burst of process starts):
+ *
+ *   wisp-virtio-test hostecho UDS PORT N BYTES
+ *        N connections at once through the VMM's hybrid vsock socket UDS
+ *        ("CONNECT PORT"), each sending BYTES of its own pattern to a guest
+ *        echo server and checking every byte that comes back; one line per
+ *        connection, exit 0 when all N came back intact
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -137,6 +147,117 @@ static int send_cmd(unsigned cid, unsigned port)
 	}
 }
 
+/* byte k of connection i's stream */
+static uint8_t pat(int i, uint64_t k)
+{
+	return (uint8_t)(k * 31u + (unsigned)i * 101u + (k >> 9));
+}
+
+struct hconn {
+	int fd;
+	char line[64];               /* what came before the first '\n' */
+	size_t line_len, hdr_len;    /* hdr: "CONNECT PORT\n" */
+	uint64_t sent, got, bad_at;  /* sent counts the header; bad_at: first wrong byte + 1 */
+	int line_done, shut, eof, err;
+};
+
+static int host_echo(const char *uds, unsigned port, int n, uint64_t bytes)
+{
+	struct hconn *c = calloc((size_t)n, sizeof(*c));
+	struct pollfd *p = calloc((size_t)n, sizeof(*p));
+	if (!c || !p)
+		return die("calloc");
+	char hdr[32];
+	int hl = snprintf(hdr, sizeof(hdr), "CONNECT %u\n", port);
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", uds);
+	for (int i = 0; i < n; i++) {
+		c[i].fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (c[i].fd < 0 || connect(c[i].fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+			return die("connect");
+		fcntl(c[i].fd, F_SETFL, O_NONBLOCK);
+		c[i].hdr_len = (size_t)hl;
+	}
+	static uint8_t buf[65536];
+	int open_n = n;
+	time_t deadline = time(NULL) + 300;
+	while (open_n > 0 && time(NULL) < deadline) {
+		for (int i = 0; i < n; i++) {
+			p[i].fd = c[i].eof ? -1 : c[i].fd;
+			p[i].events = POLLIN | (c[i].shut ? 0 : POLLOUT);
+		}
+		if (poll(p, (nfds_t)n, 1000) < 0 && errno != EINTR)
+			return die("poll");
+		for (int i = 0; i < n; i++) {
+			struct hconn *h = &c[i];
+			if (h->eof)
+				continue;
+			if (!h->shut && (p[i].revents & POLLOUT)) {
+				uint64_t total = h->hdr_len + bytes;
+				size_t k = 0;
+				for (; k < sizeof(buf) && h->sent + k < total; k++) {
+					uint64_t at = h->sent + k;
+					buf[k] = at < h->hdr_len ? (uint8_t)hdr[at] : pat(i, at - h->hdr_len);
+				}
+				ssize_t w = write(h->fd, buf, k);
+				if (w > 0)
+					h->sent += (uint64_t)w;
+				else if (w < 0 && errno != EAGAIN) {
+					h->err = errno;
+					h->shut = 1;
+				}
+				if (h->sent == total) {
+					shutdown(h->fd, SHUT_WR);
+					h->shut = 1;
+				}
+			}
+			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t r = read(h->fd, buf, sizeof(buf));
+			if (r < 0 && errno == EAGAIN)
+				continue;
+			if (r <= 0) {
+				if (r < 0)
+					h->err = errno;
+				h->eof = 1;
+				open_n--;
+				continue;
+			}
+			for (ssize_t k = 0; k < r; k++) {
+				if (!h->line_done) {
+					if (buf[k] == '\n')
+						h->line_done = 1;
+					else if (h->line_len < sizeof(h->line) - 1)
+						h->line[h->line_len++] = (char)buf[k];
+					continue;
+				}
+				if (!h->bad_at && (h->got >= bytes || buf[k] != pat(i, h->got)))
+					h->bad_at = h->got + 1;
+				h->got++;
+			}
+		}
+	}
+	int ok = 0;
+	for (int i = 0; i < n; i++) {
+		struct hconn *h = &c[i];
+		int good = h->eof && !h->err && !h->bad_at && h->got == bytes &&
+			   !strncmp(h->line, "OK ", 3);
+		ok += good;
+		printf("conn %d: %s line '%s' sent %llu got %llu%s%s", i, good ? "intact" : "FAIL",
+		       h->line, (unsigned long long)(h->sent - (h->sent ? h->hdr_len : 0)),
+		       (unsigned long long)h->got, h->eof ? "" : " (no EOF)",
+		       h->err ? " error: " : "");
+		if (h->bad_at)
+			printf(" first wrong byte at %llu", (unsigned long long)(h->bad_at - 1));
+		printf("%s\n", h->err ? strerror(h->err) : "");
+		close(h->fd);
+	}
+	printf("hostecho: %d of %d intact\n", ok, n);
+	free(c);
+	free(p);
+	return ok == n ? 0 : 1;
+}
+
 static double now_s(void)
 {
 	struct timespec t;
@@ -191,7 +312,10 @@ int main(int argc, char **argv)
 		return send_cmd((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]));
 	if (argc >= 5 && !strcmp(argv[1], "randio"))
 		return randio(argv[2], atof(argv[3]), argv[4][0] == 'w');
+	if (argc >= 6 && !strcmp(argv[1], "hostecho"))
+		return host_echo(argv[2], (unsigned)atoi(argv[3]), atoi(argv[4]),
+				 strtoull(argv[5], NULL, 10));
 	fprintf(stderr, "usage: wisp-virtio-test listen PORT | source PORT BYTES | send CID PORT |"
-			" randio DEV SECONDS r|w\n");
+			" randio DEV SECONDS r|w | hostecho UDS PORT N BYTES\n");
 	return 2;
 }

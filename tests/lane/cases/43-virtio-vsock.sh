@@ -2,9 +2,8 @@
 # virtio-vsock in the Linux lane through the hybrid Unix socket:
 # host-initiated (CONNECT <port> / OK <port>) to a guest echo server with
 # 4 MiB checked by hash both ways, and a CONNECT to a port nobody listens on
-# closed without OK (the guest's RST). The guest-initiated direction and
-# many concurrent connections are covered by the unit tests
-# (test_virtio_vsock, test_virtio_vsock_flow) until their lane steps pass.
+# closed without OK (the guest's RST). The guest-initiated direction, many
+# concurrent connections both ways and the metrics are 45-virtio-vsock-full.
 # lane-timeout: 600
 set -uo pipefail
 . lane/lib.sh
