@@ -110,33 +110,53 @@ static void source(int fd, long bytes)
 	close(fd);
 }
 
+/* Full duplex: the socket is written only as far as it takes and read
+ * whenever it has data, so an echo larger than every buffer on the way
+ * cannot deadlock (a blocking write of stdin would stop the reads the
+ * peer's replies wait for). */
 static int send_cmd(unsigned cid, unsigned port)
 {
 	int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
 	struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		return die("connect");
-	char buf[65536];
+	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+		return die("fcntl");
+	static char in[65536], buf[65536];
+	size_t in_len = 0, in_off = 0;
 	int in_open = 1;
-	struct pollfd p[2] = { { .fd = 0, .events = POLLIN }, { .fd = fd, .events = POLLIN } };
+	struct pollfd p[2] = { { .fd = 0 }, { .fd = fd } };
 	for (;;) {
-		p[0].fd = in_open ? 0 : -1;
+		/* stdin is read only when what came before has gone out */
+		p[0].fd = in_open && in_off == in_len ? 0 : -1;
+		p[0].events = POLLIN;
+		p[1].events = POLLIN | (in_off < in_len ? POLLOUT : 0);
 		if (poll(p, 2, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			return die("poll");
 		}
-		if (in_open && (p[0].revents & (POLLIN | POLLHUP))) {
-			ssize_t r = read(0, buf, sizeof(buf));
+		if (p[0].fd >= 0 && (p[0].revents & (POLLIN | POLLHUP))) {
+			ssize_t r = read(0, in, sizeof(in));
 			if (r <= 0) {
 				in_open = 0;
 				shutdown(fd, SHUT_WR);
-			} else if (write_all(fd, buf, (size_t)r) < 0) {
-				return die("write");
+			} else {
+				in_len = (size_t)r;
+				in_off = 0;
 			}
+		}
+		if (in_off < in_len && (p[1].revents & POLLOUT)) {
+			ssize_t w = send(fd, in + in_off, in_len - in_off, MSG_NOSIGNAL);
+			if (w < 0 && errno != EAGAIN && errno != EINTR)
+				return die("write");
+			if (w > 0)
+				in_off += (size_t)w;
 		}
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
 			ssize_t r = read(fd, buf, sizeof(buf));
+			if (r < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
 			if (r < 0)
 				return die("read");
 			if (r == 0)
