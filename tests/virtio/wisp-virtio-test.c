@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -113,11 +114,18 @@ static void source(int fd, long bytes)
 /* Full duplex: the socket is written only as far as it takes and read
  * whenever it has data, so an echo larger than every buffer on the way
  * cannot deadlock (a blocking write of stdin would stop the reads the
- * peer's replies wait for). */
+ * peer's replies wait for). connect() waits up to CONNECT_TIMEOUT_S, not
+ * Linux's default 2 s: in the nested lane a guest busy starting 16 clients
+ * can take longer than that to run its own receive path (the VMM, not this
+ * guest's scheduler, is what the cases measure). */
+#define CONNECT_TIMEOUT_S 30
 static int send_cmd(unsigned cid, unsigned port)
 {
 	int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
 	struct sockaddr_vm a = { .svm_family = AF_VSOCK, .svm_cid = cid, .svm_port = port };
+	struct timeval tv = { .tv_sec = CONNECT_TIMEOUT_S };
+	if (fd >= 0 && setsockopt(fd, AF_VSOCK, SO_VM_SOCKETS_CONNECT_TIMEOUT, &tv, sizeof(tv)) < 0)
+		fprintf(stderr, "wisp-virtio-test: connect timeout: %s\n", strerror(errno));
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		return die("connect");
 	if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)

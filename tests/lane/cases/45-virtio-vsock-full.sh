@@ -9,8 +9,10 @@
 # - 16 concurrent guest connections to a listener with backlog 1: a full
 #   backlog must not lose a connection silently. Each one completes intact
 #   or fails with a clean connect error; none hangs or corrupts (how many
-#   complete is a figure: the VMM retries connect() until the guest's 2 s
-#   connect timeout, so it depends on how fast socat accepts);
+#   complete is a figure: the VMM retries connect() for 2 s, Linux's default
+#   connect timeout, then resets, so it depends on how fast socat accepts);
+# (the guest's clients wait 30 s in connect(), not 2 s: see send_cmd in
+# tests/virtio/wisp-virtio-test.c)
 # - the device's metrics block ("vsock" in the metrics file) counts it all.
 # The host listeners are socat with backlog=64 (socat's default is 5, which
 # a burst of 16 overflows), so the case measures the VMM, not the tool.
