@@ -18,6 +18,35 @@ vt_ctl() { timeout 300 "$WISP_BIN/wisp-agent-ctl" --vsock "$VT_UDS" --io-timeout
 # vt_sh 'SCRIPT': run a shell script in the guest, its output on stdout.
 vt_sh() { vt_ctl invoke --timeout-ms 180000 /bin/sh -c "$1"; }
 
+# vt_serve 'SCRIPT': run a guest server as an invocation of its own, in the
+# background, until vt_unserve (the agent ends everything an invocation
+# started when the invocation ends, setsid or not: a server has to be one).
+# At most 180 s (the invocation's timeout).
+vt_serve() {
+	timeout 300 "$WISP_BIN/wisp-agent-ctl" --vsock "$VT_UDS" --io-timeout-ms 200000 \
+		invoke --timeout-ms 180000 /bin/sh -c "$1" >/dev/null 2>&1 &
+	VT_SERVE_PID=$!
+}
+# vt_unserve: end the vt_serve invocation (its client goes: the agent kills it).
+vt_unserve() {
+	[ -n "${VT_SERVE_PID:-}" ] || return 0
+	kill "$VT_SERVE_PID" 2>/dev/null
+	wait "$VT_SERVE_PID" 2>/dev/null
+	VT_SERVE_PID=
+}
+# vt_wait_vsock_port PORT: until a host-initiated CONNECT to the guest's PORT
+# is answered OK (the server listens), at most 60 s; 1 when it never is.
+vt_wait_vsock_port() {
+	local deadline=$(( $(date +%s) + 60 )) r
+	while [ "$(date +%s)" -lt "$deadline" ]; do
+		r=$({ printf 'CONNECT %s\n' "$1"; sleep 0.5; } \
+			| timeout 10 socat -t 2 - "UNIX-CONNECT:$VT_UDS" 2>/dev/null | head -c 3)
+		[ "$r" = "OK " ] && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
 # vt_wait_guest PID: until the agent answers (the guest booted), or fail
 # (early when the VMM process PID has gone).
 vt_wait_guest() {

@@ -24,11 +24,11 @@ fails=0
 pass() { echo "ok: $*"; }
 bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# host -> guest: CONNECT 5000 to the guest's echo server
-# (the agent ends an invocation's process group with its leader: the server
-# goes to its own session, and the invocation outlives the setsid)
-vt_sh 'setsid wisp-virtio-test listen 5000 </dev/null >/dev/null 2>&1 & sleep 2' || bad "starting the guest echo server"
-echo "guest echo server: $(vt_sh 'ps | grep -c "[w]isp-virtio-test listen"') process(es)"
+# host -> guest: CONNECT 5000 to the guest's echo server, an invocation of
+# its own for as long as it is needed
+vt_serve 'exec wisp-virtio-test listen 5000'
+trap 'vt_unserve; lane_vmm_stop' EXIT
+vt_wait_vsock_port 5000 || bad "the guest echo server never answered on port 5000"
 # host_echo IN OUT: send IN through a host-initiated connection, the reply
 # (after the "OK <port>" line) into OUT.
 host_echo() {

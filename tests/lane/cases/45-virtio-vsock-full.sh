@@ -33,6 +33,7 @@ lane_vmm_start "$WISP_TMP/vm.json" "$VT_LOG"
 LPIDS=()
 cleanup() {
 	for p in "${LPIDS[@]}"; do kill "$p" 2>/dev/null; done
+	vt_unserve
 	lane_vmm_stop
 }
 trap cleanup EXIT
@@ -118,13 +119,14 @@ clean4=$(awk '$2 != 0 && $5 ~ /^wisp-virtio-test:_connect:/' "$WISP_TMP/g6004.tx
 echo "lane-figure: vsock $N concurrent guest connects to a backlog-1 listener: $done4 completed"
 
 # ---- N concurrent host-initiated connections to a guest echo server ----
-# (the agent ends an invocation's process group with its leader: the server
-# goes to its own session, and the invocation outlives the setsid)
-vt_sh 'setsid wisp-virtio-test listen 5000 </dev/null >/dev/null 2>&1 & sleep 2' || bad "starting the guest echo server"
+# (the server is an invocation of its own while it is needed)
+vt_serve 'exec wisp-virtio-test listen 5000'
+vt_wait_vsock_port 5000 || bad "the guest echo server never answered on port 5000"
 # one host process opens all N (wisp-virtio-test hostecho: each sends its
 # own 256 KiB pattern and checks every byte of the echo), so the burst is of
 # connections, not of process starts
 timeout 400 "$WISP_BIN/wisp-virtio-test" hostecho "$VT_UDS" 5000 $N $CHUNK > "$WISP_TMP/hostecho.txt" 2>&1
+vt_unserve
 ok=$(grep -c ': intact ' "$WISP_TMP/hostecho.txt")
 [ "$ok" = $N ] && pass "$N concurrent host->guest connections echoed intact" \
 	|| { grep -v ': intact ' "$WISP_TMP/hostecho.txt"; bad "concurrent host connections: $ok of $N intact"; }
