@@ -29,6 +29,17 @@ int cpu_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, struct wisp_err *er
 		free(c);
 		return wisp_err_sys(err, -r, "KVM_GET_SUPPORTED_CPUID");
 	}
+	/* KVM emulates the LAPIC's TSC-deadline mode but leaves announcing it
+	 * to userspace (KVM_CAP_TSC_DEADLINE_TIMER). With it Linux uses the
+	 * LAPIC timer without calibrating it against the PIT (a calibration
+	 * that can fail under a loaded or nested host, leaving the guest on a
+	 * periodic PIT tick) and programs one-shot deadlines when idle. */
+	struct kvm_cpuid_entry2 *one = NULL;
+	for (uint32_t i = 0; i < c->nent; i++)
+		if (c->entries[i].function == 0x1)
+			one = &c->entries[i];
+	if (one && kvm_ioctl(kvm_fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+		one->ecx |= 1u << 24;
 	*out = c;
 	return 0;
 }
@@ -193,7 +204,6 @@ int cpu_set_msrs(int vcpu_fd, struct wisp_err *err)
 		{ 0xc0000083, 0 },                /* CSTAR */
 		{ 0xc0000084, 0 },                /* SYSCALL_MASK */
 		{ 0xc0000102, 0 },                /* KERNEL_GS_BASE */
-		{ 0x10, 0 },                      /* TSC */
 		{ 0x1a0, 1 },                     /* MISC_ENABLE: fast strings */
 		{ 0x2ff, (1u << 11) | 6 },        /* MTRRdefType: enabled, write-back */
 	};

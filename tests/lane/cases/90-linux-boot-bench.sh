@@ -3,7 +3,7 @@
 # runs bench/linux-boot.sh (VMM start to the guest init marker) and passes
 # its figures on as lane-figure lines. It asserts only that the benchmark
 # ran and produced a figure, never a timing.
-# lane-timeout: 400
+# lane-timeout: 450
 set -uo pipefail
 . lane/lib.sh
 lane_need_bin wisp-vmm
@@ -15,5 +15,6 @@ WISP_BENCH_RUNS=${WISP_BENCH_RUNS:-3} bash "$bench" "$WISP_BIN/wisp-vmm" "$WISP_
 rc=$?
 [ "$rc" -eq 0 ] || { lane_show "$out"; lane_fail "bench/linux-boot.sh exited $rc"; }
 grep -q '^linux-boot: .*median' "$out" || { lane_show "$out"; lane_fail "no median figure in the benchmark's output"; }
+grep -q '^linux-boot: idle 2-vCPU guest: VMM CPU' "$out" || { lane_show "$out"; lane_fail "no idle-CPU figure in the benchmark's output"; }
 mode=${WISP_LANE_MODE:-direct}
 sed -n "s/^linux-boot: /lane-figure: linux-boot ($mode lane): /p" "$out"
