@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "metrics.h"
 #include "seccomp.h"
+#include "vcpu.h"
 #include "virtio/virtio.h"
 
 static int op_start(void *ctx, struct wisp_err *err)
@@ -18,16 +19,33 @@ static int op_start(void *ctx, struct wisp_err *err)
 	if (a->broken)
 		return wisp_err_set(err, EINVAL, "an earlier snapshot load failed half way; "
 				    "start a new wisp-vmm");
-	/* The VMM thread's seccomp filter goes on once the vCPU threads exist
-	 * (they would inherit it otherwise); this runs on the VMM thread. */
-	if ((r = vm_build(a->vm, err)) < 0 || (r = vm_start(a->vm, err)) < 0 ||
-	    (r = seccomp_install(SECCOMP_VMM, err)) < 0) {
-		/* Whatever was built goes (vCPU threads, devices and their
-		 * sockets, RAM, the KVM VM): the VMM is Not started again, and
-		 * InstanceStart can be retried once the configuration is fixed. */
+	/* On any failure whatever was built goes (vCPU threads, devices and
+	 * their sockets, RAM, the KVM VM): the VMM is Not started again, and
+	 * InstanceStart can be retried once the configuration is fixed. */
+	if ((r = vm_build(a->vm, err)) < 0) {
 		vm_unbuild(a->vm);
 		return r;
 	}
+	/* The VMM thread's seccomp filter goes on once the vCPU threads exist
+	 * (they would inherit it otherwise), and before any vCPU enters the
+	 * guest: the threads start parked (each loads its own filter first)
+	 * and go only once this thread's filter is loaded. */
+	struct vm *vm = a->vm;
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_request_pause(&vm->vcpus[i]);
+	if ((r = vm_start(vm, err)) < 0) {
+		vm_unbuild(vm);
+		return r;
+	}
+	/* Without its filter the guest never ran: unbuilding is enough. */
+	if ((r = seccomp_install(SECCOMP_VMM, err)) < 0) {
+		vm_unbuild(vm);
+		return r;
+	}
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_wait_paused(&vm->vcpus[i]);
+	for (int i = 0; i < vm->nr_vcpus; i++)
+		vcpu_resume(&vm->vcpus[i]);
 	return 0;
 }
 
@@ -84,7 +102,7 @@ static int op_snapshot_load(void *ctx, const struct snap_load_req *req, struct w
 		return r;
 	}
 	/* As after InstanceStart: the VMM thread's filter once the vCPU
-	 * threads exist. */
+	 * threads exist (parked: nothing resumes them in a broken VMM). */
 	if ((r = seccomp_install(SECCOMP_VMM, err)) < 0)
 		a->broken = true;
 	return r;

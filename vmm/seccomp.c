@@ -358,7 +358,7 @@ static int sc_selftest(enum seccomp_thread_kind kind, struct wisp_err *err)
 	char *argv[] = { (char *)"wisp-seccomp-selftest", NULL };
 	char *envp[] = { NULL };
 	long r = syscall(SYS_execve, "/nonexistent/wisp-seccomp-selftest", argv, envp);
-	return wisp_err_set(err, ENOTRECOVERABLE,
+	return wisp_err_set(err, SECCOMP_SELFTEST_UNSTOPPED,
 			    "seccomp self-test: execve on the %s thread was not stopped "
 			    "(returned %ld, %s): filters are off", kinds[kind].name, r,
 			    strerror(errno));

@@ -13,6 +13,7 @@
 #ifndef WISP_SECCOMP_H
 #define WISP_SECCOMP_H
 
+#include <errno.h>
 #include <stdbool.h>
 
 #include "common/err.h"
@@ -26,13 +27,18 @@ enum seccomp_thread_kind {
 
 #define SECCOMP_EXIT_CODE 148
 #define SECCOMP_SELFTEST_NONE (-1)
+/* err->code of a self-test call that no filter stopped (--no-seccomp):
+ * wisp-vmm then exits 1 whichever thread ran it. */
+#define SECCOMP_SELFTEST_UNSTOPPED ENOTRECOVERABLE
 
 /* Set once by main before any thread starts. enabled=false (--no-seccomp)
  * makes seccomp_install log that filters are off and load nothing.
  * selftest: a kind, or SECCOMP_SELFTEST_NONE. When a kind is given (the
  * hidden test flag --seccomp-selftest=vmm|api|vcpu), that kind's
  * seccomp_install performs a forbidden syscall (execve of a path that does
- * not exist) right after loading its filter: the process must die with 148. */
+ * not exist) right after loading its filter: the process must die with 148.
+ * With filters off the call fails with ENOENT and seccomp_install reports
+ * it (see SECCOMP_SELFTEST_UNSTOPPED). */
 void seccomp_configure(bool enabled, int selftest);
 
 /* "vmm", "api", "vcpu" -> kind; -EINVAL otherwise. */
@@ -41,7 +47,8 @@ const char *seccomp_kind_name(enum seccomp_thread_kind kind);
 
 /* Load the calling thread's filter (and the SIGSYS reporter, once per
  * process). Returns 0, or -errno with err filled. With a self-test that the
- * filter did not stop (filters off), returns -ENOTRECOVERABLE. */
+ * filter did not stop (filters off), returns -SECCOMP_SELFTEST_UNSTOPPED
+ * with a message saying the call "was not stopped". */
 int seccomp_install(enum seccomp_thread_kind kind, struct wisp_err *err);
 
 /* Number of rules in a kind's table (for tests and the log line). */

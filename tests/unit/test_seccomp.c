@@ -38,7 +38,7 @@ static int run_filtered(enum seccomp_thread_kind kind, bool enabled, int selftes
 		 * filter allows */
 		if (seccomp_install(kind, &e) < 0) {
 			dprintf(2, "install: %s\n", e.msg);
-			syscall(SYS_exit_group, e.code == ENOTRECOVERABLE ? 97 : 99);
+			syscall(SYS_exit_group, e.code == SECCOMP_SELFTEST_UNSTOPPED ? 97 : 99);
 		}
 		syscall(SYS_exit_group, fn ? fn() : 0);
 	}
@@ -245,4 +245,5 @@ Test(seccomp, selftest_hook)
 	st = run_filtered(SECCOMP_API, false, SECCOMP_API, NULL, out, sizeof(out));
 	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 97, "status 0x%x: %s", st, out);
 	cr_assert(strstr(out, "filters are off") != NULL, "%s", out);
+	cr_assert(strstr(out, "execve on the api thread was not stopped") != NULL, "%s", out);
 }
