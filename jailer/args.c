@@ -333,22 +333,3 @@ int jail_parse_args(int argc, char **argv, struct jail_args *a, struct wisp_err 
 		return wisp_err_set(err, EINVAL, "the jail path would be too long");
 	return 0;
 }
-
-int jail_open_exec(const char *path, struct wisp_err *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return wisp_err_sys(err, errno, "exec file %s", path);
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		int e = errno;
-		close(fd);
-		return wisp_err_sys(err, e, "stat exec file %s", path);
-	}
-	if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)) {
-		close(fd);
-		return wisp_err_set(err, EINVAL, "exec file %s is not an executable regular file",
-				    path);
-	}
-	return fd;
-}

@@ -135,6 +135,10 @@ int jail_cg_plan(const struct jail_args *a, struct jail_cg_plan *p, struct wisp_
 	if (!m)
 		return wisp_err_set(err, ENOMEM, "no memory for the cgroup mounts");
 	memset(p, 0, sizeof(*p));
+	for (int d = 0; d < JAIL_MAX_CGROUPS; d++) {
+		p->dirs[d].mount_fd = -1;
+		p->dirs[d].made_from = -1;
+	}
 	p->version = a->cgroup_version;
 	int r = 0;
 	int nm = cg_mounts(m, CG_MAX_MOUNTS, err);
@@ -218,14 +222,15 @@ out:
 }
 
 /* mkdir -p of <mount>/<parent>; for v2, enable the controllers in every
- * level above the jail's cgroup. */
-static int cg_make_parents(const char *mount, const struct jail_args *a, bool v2,
-			   bool cpuset, const char *subtree, struct wisp_err *err)
+ * level above the jail's cgroup. Notes in cd->made_from the first level
+ * this run created. */
+static int cg_make_parents(struct jail_cg_dir *cd, const struct jail_args *a, bool v2,
+			   const char *subtree, struct wisp_err *err)
 {
 	char path[4096];
-	snprintf(path, sizeof(path), "%s", mount);
+	snprintf(path, sizeof(path), "%s", cd->mount);
 	const char *p = a->parent_cgroup;
-	for (;;) {
+	for (int level = 0;; level++) {
 		if (v2 && subtree[0]) {
 			/* "+pids +cpu" in one write: each controller as its own word */
 			char f[4200];
@@ -238,9 +243,13 @@ static int cg_make_parents(const char *mount, const struct jail_args *a, bool v2
 		const char *slash = strchrnul(p, '/');
 		size_t len = strlen(path);
 		snprintf(path + len, sizeof(path) - len, "/%.*s", (int)(slash - p), p);
-		if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		if (mkdir(path, 0755) == 0) {
+			if (cd->made_from < 0 || level < cd->made_from)
+				cd->made_from = level;
+		} else if (errno != EEXIST) {
 			return wisp_err_sys(err, errno, "create cgroup %s", path);
-		if (cpuset && cpuset_inherit(path, err) < 0)
+		}
+		if (cd->cpuset && cpuset_inherit(path, err) < 0)
 			return -err->code;
 		p = *slash ? slash + 1 : slash;
 	}
@@ -261,7 +270,11 @@ int jail_cg_apply(const struct jail_args *a, struct jail_cg_plan *p, struct wisp
 	}
 	for (int d = 0; d < p->nr_dirs; d++) {
 		struct jail_cg_dir *cd = &p->dirs[d];
-		if (cg_make_parents(cd->mount, a, p->version == 2, cd->cpuset, subtree, err) < 0)
+		/* For the rollback, also from inside the jail. */
+		cd->mount_fd = open(cd->mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (cd->mount_fd < 0)
+			return wisp_err_sys(err, errno, "open cgroup hierarchy %s", cd->mount);
+		if (cg_make_parents(cd, a, p->version == 2, subtree, err) < 0)
 			return -err->code;
 		/* A --cleanup of the last jail may remove the default parent
 		 * between the two mkdirs: make the parents again. */
@@ -269,8 +282,7 @@ int jail_cg_apply(const struct jail_args *a, struct jail_cg_plan *p, struct wisp
 		while (mkdir(cd->path, 0755) < 0) {
 			if (errno != ENOENT || ++tries > 3)
 				return wisp_err_sys(err, errno, "create cgroup %s", cd->path);
-			if (cg_make_parents(cd->mount, a, p->version == 2, cd->cpuset, subtree,
-					    err) < 0)
+			if (cg_make_parents(cd, a, p->version == 2, subtree, err) < 0)
 				return -err->code;
 		}
 		cd->created = true;
@@ -295,21 +307,73 @@ int jail_cg_apply(const struct jail_args *a, struct jail_cg_plan *p, struct wisp
 	return 0;
 }
 
-void jail_cg_rollback(struct jail_cg_plan *p)
+/* rmdir relative to a hierarchy's root, up to tries times 5 ms: a cgroup
+ * whose last process is still exiting, or whose removed child is still
+ * being torn down, answers EBUSY for a moment. */
+static bool cg_rmdir_at(int mount_fd, const char *rel, int tries)
+{
+	for (int t = 0; t < tries; t++) {
+		if (unlinkat(mount_fd, rel, AT_REMOVEDIR) == 0 || errno == ENOENT)
+			return true;
+		if (errno != EBUSY)
+			return false;
+		usleep(5000);
+	}
+	return false;
+}
+
+bool jail_cg_rollback(const struct jail_args *a, struct jail_cg_plan *p)
 {
 	char pid[32];
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	bool all = true;
 	for (int d = 0; d < p->nr_dirs; d++) {
-		if (!p->dirs[d].created)
+		struct jail_cg_dir *cd = &p->dirs[d];
+		if (cd->mount_fd < 0)
 			continue;
-		/* Out of the cgroup (if we got in) before removing it: back to the
-		 * hierarchy's root, which takes processes in v1 and v2. */
-		char f[4200];
-		struct wisp_err e;
-		snprintf(f, sizeof(f), "%s/cgroup.procs", p->dirs[d].mount);
-		write_str(f, pid, &e);
-		if (rmdir(p->dirs[d].path) == 0)
-			p->dirs[d].created = false;
+		/* Out of the cgroup (if we got in) before removing it: back to
+		 * the hierarchy's root, which takes processes in v1 and v2. */
+		int fd = openat(cd->mount_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (wisp_write_all(fd, pid, strlen(pid)) < 0)
+				all = false;
+			close(fd);
+		}
+		char rel[4200];
+		snprintf(rel, sizeof(rel), "%s/%s", a->parent_cgroup, a->id);
+		if (cd->created) {
+			if (cg_rmdir_at(cd->mount_fd, rel, 200))
+				cd->created = false;
+			else
+				all = false;
+		}
+		if (cd->made_from < 0)
+			continue;
+		/* The parent levels this run made, deepest first; one that
+		 * another jail moved into meanwhile (EBUSY) stays, as it should. */
+		snprintf(rel, sizeof(rel), "%s", a->parent_cgroup);
+		int levels = 1;
+		for (const char *c = rel; *c; c++)
+			levels += *c == '/';
+		for (int level = levels - 1; level >= cd->made_from; level--) {
+			cg_rmdir_at(cd->mount_fd, rel, 40);
+			char *slash = strrchr(rel, '/');
+			if (slash)
+				*slash = '\0';
+		}
+		cd->made_from = -1;
+	}
+	return all;
+}
+
+void jail_cg_close(struct jail_cg_plan *p)
+{
+	if (!p)
+		return;
+	for (int d = 0; d < p->nr_dirs; d++) {
+		if (p->dirs[d].mount_fd >= 0)
+			close(p->dirs[d].mount_fd);
+		p->dirs[d].mount_fd = -1;
 	}
 }
 

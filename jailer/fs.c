@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -72,9 +73,36 @@ void jail_fs_paths(const struct jail_args *a, struct jail_fs *fs)
 	snprintf(fs->exec_dst, sizeof(fs->exec_dst), "%s/%s", fs->root, a->exec_name);
 }
 
+/* The jail's root will be on the mount of its deepest existing ancestor:
+ * on a noexec mount the VMM's exec would fail after every privilege is
+ * gone. */
+static int check_exec_mount(const struct jail_fs *fs, const char *base, struct wisp_err *err)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s", fs->root);
+	struct statvfs sv;
+	while (statvfs(path, &sv) < 0) {
+		if (errno != ENOENT)
+			return wisp_err_sys(err, errno, "statvfs %s", path);
+		char *slash = strrchr(path, '/');
+		if (!slash)
+			return 0;
+		slash[slash == path] = '\0';  /* "/x" -> "/" */
+	}
+	if (sv.f_flag & ST_NOEXEC)
+		return wisp_err_set(err, EACCES,
+				    "the jail would be on a noexec mount (%s holds %s): the VMM "
+				    "could not be executed there; choose another "
+				    "--chroot-base-dir", path, base);
+	return 0;
+}
+
 int jail_fs_check(const struct jail_args *a, struct jail_fs *fs, struct wisp_err *err)
 {
 	jail_fs_paths(a, fs);
+	int r = check_exec_mount(fs, a->base, err);
+	if (r < 0)
+		return r;
 	const char *levels[] = { fs->exec_dir, fs->id_dir, fs->root };
 	struct stat st;
 	for (size_t i = 0; i < WISP_ARRAY_SIZE(levels); i++) {
@@ -87,6 +115,15 @@ int jail_fs_check(const struct jail_args *a, struct jail_fs *fs, struct wisp_err
 			return wisp_err_set(err, ENOTDIR,
 					    "%s is a symlink or not a directory: refusing it",
 					    levels[i]);
+	}
+	if (a->new_pid_ns) {
+		/* A failed start removes the pid file: it must be this run's. */
+		char pidfile[4400];
+		snprintf(pidfile, sizeof(pidfile), "%s/%s.pid", fs->root, a->exec_name);
+		if (lstat(pidfile, &st) == 0)
+			return wisp_err_set(err, EEXIST,
+					    "jail %s already has a pid file %s; remove the jail "
+					    "with --cleanup first", a->id, pidfile);
 	}
 	if (lstat(fs->exec_dst, &st) == 0) {
 		if (S_ISLNK(st.st_mode))
@@ -162,19 +199,49 @@ int jail_fs_create(const struct jail_args *a, int exec_fd, struct jail_fs *fs,
 	return 0;
 }
 
-void jail_fs_rollback(const struct jail_args *a, struct jail_fs *fs)
+void jail_fs_made(struct jail_fs *fs, const char *name, bool dir)
 {
-	if (fs->created_copy && fs->root_fd >= 0)
-		unlinkat(fs->root_fd, a->exec_name, 0);
-	if (fs->created_root && fs->id_dir_fd >= 0) {
-		struct wisp_err e;
-		jail_rmtree_at(fs->id_dir_fd, "root", &e);
+	if (fs->nr_made < JAIL_MADE_MAX) {
+		fs->made[fs->nr_made] = name;
+		fs->made_dir[fs->nr_made] = dir;
+		fs->nr_made++;
 	}
-	if (fs->created_id_dir && fs->exec_dir_fd >= 0)
-		unlinkat(fs->exec_dir_fd, a->id, AT_REMOVEDIR);
-	if (fs->created_exec_dir && fs->base_fd >= 0)
-		unlinkat(fs->base_fd, a->exec_name, AT_REMOVEDIR);
+}
+
+/* unlinkat that counts "already gone" as done. */
+static bool remove_at(int dirfd, const char *name, int flags)
+{
+	return dirfd >= 0 && (unlinkat(dirfd, name, flags) == 0 || errno == ENOENT);
+}
+
+bool jail_fs_rollback(const struct jail_args *a, struct jail_fs *fs)
+{
+	bool all = true;
+	while (fs->nr_made > 0) {
+		fs->nr_made--;
+		all &= remove_at(fs->root_fd, fs->made[fs->nr_made],
+				 fs->made_dir[fs->nr_made] ? AT_REMOVEDIR : 0);
+	}
+	if (a->new_pid_ns && fs->root_fd >= 0) {
+		char pidfile[JAIL_NAME_MAX + 8];
+		snprintf(pidfile, sizeof(pidfile), "%s.pid", a->exec_name);
+		all &= remove_at(fs->root_fd, pidfile, 0);
+	}
+	if (fs->created_copy)
+		all &= remove_at(fs->root_fd, a->exec_name, 0);
+	if (fs->created_root) {
+		struct wisp_err e;
+		all &= fs->id_dir_fd >= 0 && jail_rmtree_at(fs->id_dir_fd, "root", &e) == 0;
+	}
+	if (fs->created_id_dir)
+		all &= remove_at(fs->exec_dir_fd, a->id, AT_REMOVEDIR);
+	/* Another jail of the same exec file may have moved in meanwhile. */
+	if (fs->created_exec_dir && fs->base_fd >= 0 &&
+	    unlinkat(fs->base_fd, a->exec_name, AT_REMOVEDIR) < 0 && errno != ENOTEMPTY &&
+	    errno != EEXIST && errno != ENOENT)
+		all = false;
 	fs->created_copy = fs->created_root = fs->created_id_dir = fs->created_exec_dir = false;
+	return all;
 }
 
 void jail_fs_close(struct jail_fs *fs)

@@ -9,14 +9,17 @@
  *   7 device nodes owned by the jailed user
  *   8 daemonize / new PID namespace, drop every capability, no_new_privs,
  *     switch uid/gid, exec the VMM
- * Until step 6 a failure undoes what this run created; after it the jail is
- * left for --cleanup (the message says so). */
+ * A failure undoes what this run created, also after pivot_root (through
+ * fds opened before it) and after the forks of step 8 (the parent, which
+ * keeps its privileges, hears of a child's failure: spawn.c). Only an exec
+ * that fails after the privileges are gone in the jailer's own process
+ * leaves the jail for --cleanup (the message says so); validation refuses
+ * what would make it fail (execfile.c). */
 #include "jailer.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +33,9 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
-#include "common/io.h"
 
 struct jail_dev {
 	const char *path;
@@ -104,75 +105,40 @@ static int step_pivot(const struct jail_fs *fs, struct wisp_err *err)
 }
 
 static int make_dev(const char *path, unsigned int ma, unsigned int mi,
-		    const struct jail_args *a, struct wisp_err *err)
+		    const struct jail_args *a, struct jail_fs *fs, struct wisp_err *err)
 {
 	if (mknod(path, S_IFCHR | 0600, makedev(ma, mi)) < 0)
 		return wisp_err_sys(err, errno, "mknod %s (%u,%u) in the jail", path, ma, mi);
-	if (chown(path, a->uid, a->gid) < 0)
+	jail_fs_made(fs, path + 1, false);
+	if (lchown(path, a->uid, a->gid) < 0)
 		return wisp_err_sys(err, errno, "chown %s to %u:%u", path, (unsigned)a->uid,
 				    (unsigned)a->gid);
 	return 0;
 }
 
-static int step_devices(const struct jail_args *a, const struct stat *uffd,
+static int step_devices(const struct jail_args *a, struct jail_fs *fs, const struct stat *uffd,
 			struct wisp_err *err)
 {
 	static const char *dirs[] = { "/dev", "/dev/net" };
 	for (size_t i = 0; i < WISP_ARRAY_SIZE(dirs); i++) {
-		if (mkdir(dirs[i], 0755) < 0 && errno != EEXIST)
+		if (mkdir(dirs[i], 0755) == 0)
+			jail_fs_made(fs, dirs[i] + 1, true);
+		else if (errno != EEXIST)
 			return wisp_err_sys(err, errno, "create %s in the jail", dirs[i]);
 	}
-	if (make_dev(jail_kvm.path, jail_kvm.major, jail_kvm.minor, a, err) < 0 ||
-	    make_dev(jail_tun.path, jail_tun.major, jail_tun.minor, a, err) < 0)
+	if (make_dev(jail_kvm.path, jail_kvm.major, jail_kvm.minor, a, fs, err) < 0 ||
+	    make_dev(jail_tun.path, jail_tun.major, jail_tun.minor, a, fs, err) < 0)
 		return -err->code;
 	/* userfaultfd's minor is dynamic: copy the host's node when it has one. */
 	if (uffd && make_dev("/dev/userfaultfd", major(uffd->st_rdev), minor(uffd->st_rdev),
-			     a, err) < 0)
+			     a, fs, err) < 0)
 		return -err->code;
 	return 0;
 }
 
-/* Returns 1 in a parent that must now exit 0, 0 in the process that goes on
- * to exec the VMM. */
-static int step_daemonize(const struct jail_args *a, int devnull, struct wisp_err *err)
-{
-	if (a->daemonize) {
-		pid_t pid = fork();
-		if (pid < 0)
-			return wisp_err_sys(err, errno, "fork to daemonize");
-		if (pid > 0)
-			return 1;
-		if (setsid() < 0)
-			return wisp_err_sys(err, errno, "setsid");
-		for (int fd = 0; fd < 3; fd++)
-			if (dup2(devnull, fd) < 0)
-				return wisp_err_sys(err, errno, "redirect fd %d to /dev/null", fd);
-	}
-	if (a->new_pid_ns) {
-		if (unshare(CLONE_NEWPID) < 0)
-			return wisp_err_sys(err, errno, "unshare the PID namespace");
-		pid_t pid = fork();
-		if (pid < 0)
-			return wisp_err_sys(err, errno, "fork into the new PID namespace");
-		if (pid > 0) {
-			/* As Firecracker's jailer: the VMM's host pid in <exec name>.pid. */
-			char path[JAIL_NAME_MAX + 8], buf[32];
-			snprintf(path, sizeof(path), "/%s.pid", a->exec_name);
-			snprintf(buf, sizeof(buf), "%d\n", (int)pid);
-			_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
-						      O_CLOEXEC, 0644);
-			if (fd < 0 || wisp_write_all(fd, buf, strlen(buf)) < 0) {
-				wisp_err_sys(err, errno, "write the pid file %s", path);
-				kill(pid, SIGKILL);
-				return -err->code;
-			}
-			return 1;
-		}
-	}
-	return 0;
-}
-
-static int step_drop_privileges(const struct jail_args *a, struct wisp_err *err)
+/* *switched: the uid is the jailed one; nothing can be undone after that. */
+static int step_drop_privileges(const struct jail_args *a, bool *switched,
+				struct wisp_err *err)
 {
 	/* Bounding and ambient sets first: dropping them needs CAP_SETPCAP,
 	 * which setuid takes away. */
@@ -200,6 +166,7 @@ static int step_drop_privileges(const struct jail_args *a, struct wisp_err *err)
 		return wisp_err_sys(err, errno, "switch to gid %u", (unsigned)a->gid);
 	if (setresuid(a->uid, a->uid, a->uid) < 0)
 		return wisp_err_sys(err, errno, "switch to uid %u", (unsigned)a->uid);
+	*switched = true;
 	/* Leaving uid 0 already emptied them; uid 0 as target keeps them, so
 	 * empty them in every case and check. */
 	cap_t none = cap_init();
@@ -238,6 +205,32 @@ static int step_exec(const struct jail_args *a, struct wisp_err *err)
 	return wisp_err_sys(err, errno, "exec %s in the jail", path);
 }
 
+/* Append to the message (wisp_err_prefix only prepends). */
+static void err_append(struct wisp_err *err, const char *what)
+{
+	size_t n = strlen(err->msg);
+	snprintf(err->msg + n, sizeof(err->msg) - n, "%s", what);
+}
+
+/* Step 2: everything checked against the host; creates nothing. */
+static int step_validate(const struct jail_args *a, int exec_fd, struct jail_fs *fs,
+			 struct jail_cg_plan *cg, struct jail_spawn *sp, struct wisp_err *err)
+{
+	int r = jail_fs_check(a, fs, err);
+	if (r < 0)
+		return r;
+	/* Pre-staged files may hold the exec file's interpreter. */
+	_cleanup_close_ int root_fd = open(fs->root, O_PATH | O_DIRECTORY | O_NOFOLLOW |
+					   O_CLOEXEC);
+	if (root_fd < 0 && errno != ENOENT)
+		return wisp_err_sys(err, errno, "open %s", fs->root);
+	if ((r = jail_check_exec(exec_fd, a->exec_file, root_fd, err)) < 0 ||
+	    (r = jail_cg_plan(a, cg, err)) < 0)
+		return r;
+	/* Before the rlimits: a small no-file limit must not fail it later. */
+	return jail_spawn_prepare(a, sp, err);
+}
+
 int jail_run(struct jail_args *a, struct wisp_err *err)
 {
 	/* 2: validate against the host; nothing is created yet. */
@@ -263,12 +256,12 @@ int jail_run(struct jail_args *a, struct wisp_err *err)
 	struct stat uffd_st;
 	bool have_uffd = stat("/dev/userfaultfd", &uffd_st) == 0 && S_ISCHR(uffd_st.st_mode);
 	struct jail_fs fs = { .base_fd = -1, .exec_dir_fd = -1, .id_dir_fd = -1, .root_fd = -1 };
-	if (jail_fs_check(a, &fs, err) < 0)
-		return wisp_err_prefix(err, "validate");
+	struct jail_spawn sp = { .rd = -1, .wr = -1, .first = -1 };
+	bool switched = false, undone_all = true;
 	struct jail_cg_plan *cg = calloc(1, sizeof(*cg));
 	if (!cg)
 		return wisp_err_set(err, ENOMEM, "validate: no memory for the cgroup plan");
-	int r = jail_cg_plan(a, cg, err);
+	int r = step_validate(a, exec_fd, &fs, cg, &sp, err);
 	if (r < 0) {
 		wisp_err_prefix(err, "validate");
 		goto out;
@@ -281,43 +274,64 @@ int jail_run(struct jail_args *a, struct wisp_err *err)
 		goto undo;
 	}
 	/* 4 */
-	r = step_netns(a, netns_fd, err);
-	if (r < 0)
+	if ((r = step_netns(a, netns_fd, err)) < 0)
 		goto undo;
 	/* 5 */
-	r = jail_cg_apply(a, cg, err);
-	if (r < 0) {
+	if ((r = jail_cg_apply(a, cg, err)) < 0) {
 		wisp_err_prefix(err, "cgroup");
 		goto undo;
 	}
-	/* 6 */
-	r = step_pivot(&fs, err);
-	if (r < 0)
+	/* 6: from here the host's paths are out of sight; the fds in fs and
+	 * cg still reach the jail and the cgroups, for the undo. */
+	if ((r = step_pivot(&fs, err)) < 0)
 		goto undo;
-	/* From here the host's paths are out of sight: leave the jail. */
-	jail_fs_close(&fs);
-	free(cg);
-	cg = NULL;
 	/* 7 */
-	r = step_devices(a, have_uffd ? &uffd_st : NULL, err);
+	if ((r = step_devices(a, &fs, have_uffd ? &uffd_st : NULL, err)) < 0)
+		goto undo;
 	/* 8 */
+	r = jail_spawn_fork(a, &sp, devnull, err);
+	if (sp.child) {
+		/* A child never undoes: it reports, its parent undoes. */
+		jail_fs_close(&fs);
+		jail_cg_close(cg);
+	} else if (r == JAIL_RUN_DONE) {
+		r = jail_spawn_wait(&sp, err);
+		if (r < 0)
+			goto undo;
+		r = JAIL_RUN_DONE;
+		goto out;
+	}
+	if (r == JAIL_RUN_DONE)
+		goto out;               /* a middle child: the pid file is written */
 	if (r == 0)
-		r = step_daemonize(a, devnull, err);
-	if (r == 1)
-		return 1;
-	if (r == 0)
-		r = step_drop_privileges(a, err);
+		r = step_drop_privileges(a, &switched, err);
 	if (r == 0)
 		r = step_exec(a, err);
-	wisp_err_prefix(err, "jail %s is left in place (remove it with --cleanup)", a->id);
-	return r;
+	if (sp.child) {
+		jail_spawn_report(&sp, err);
+		r = JAIL_RUN_REPORTED;
+		goto out;
+	}
+	if (switched) {
+		wisp_err_prefix(err, "jail %s is left in place (remove it with --cleanup)", a->id);
+		goto out;
+	}
 undo:
-	/* Out of the cgroup we are about to remove: back to the root ones. */
-	jail_cg_rollback(cg);
-	jail_fs_rollback(a, &fs);
+	if (!jail_cg_rollback(a, cg))
+		undone_all = false;
+	if (!jail_fs_rollback(a, &fs))
+		undone_all = false;
+	if (!undone_all)
+		err_append(err, "; some of what this run made could not be removed: run "
+			   "wisp-jailer --cleanup");
 out:
 	jail_fs_close(&fs);
+	jail_cg_close(cg);
 	free(cg);
+	if (sp.rd >= 0)
+		close(sp.rd);
+	if (sp.wr >= 0)
+		close(sp.wr);
 	return r;
 }
 

@@ -17,7 +17,10 @@ static const char usage[] =
 	"         [--resource-limit fsize=N|no-file=N]... [-- VMM FLAGS]\n"
 	"       wisp-jailer --cleanup --id ID --exec-file PATH [--chroot-base-dir DIR]\n"
 	"         [--parent-cgroup PATH]\n"
-	"The jail is <chroot-base-dir>/<exec file name>/<id>/root (base /srv/jailer).\n";
+	"The jail is <chroot-base-dir>/<exec file name>/<id>/root (base /srv/jailer).\n"
+	"Exit status: 0 once the VMM is exec'd (with --daemonize or --new-pid-ns the\n"
+	"jailer waits for its child's exec); 1 with the failed step on stderr, after\n"
+	"removing what this run made.\n";
 
 /* Step 1: nothing inherited reaches the VMM. */
 static int close_inherited_fds(void)
@@ -63,8 +66,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	r = a.cleanup ? jail_cleanup(&a, &err) : jail_run(&a, &err);
-	if (r == 1)
-		return 0;       /* the parent of a daemonized or new-PID-namespace jail */
+	if (r == JAIL_RUN_DONE)
+		return 0;       /* the VMM runs (in a daemonized or new-PID-namespace jail) */
+	if (r == JAIL_RUN_REPORTED)
+		return 1;       /* a forked child: its parent prints the error */
 	if (r < 0) {
 		fprintf(stderr, "wisp-jailer: %s\n", err.msg);
 		return 1;

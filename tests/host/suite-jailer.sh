@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # wisp-jailer on the host (root, no KVM needed): a real jail around the VMM,
 # checked from outside through /proc/<pid>; refusals that must change
-# nothing; --cleanup leaving nothing; seccomp filters biting on the VMM and
-# API threads (the vCPU thread needs KVM: tests/lane/cases/7x-seccomp-vcpu.sh).
+# nothing; failures after the jail is made (after pivot_root, after the
+# forks of --daemonize/--new-pid-ns) that must name the step, exit 1 and
+# undo everything, so that the same --id starts next; --cleanup leaving
+# nothing; seccomp filters biting on the API thread, and with a tiny guest on
+# the host's /dev/kvm (where it runs) on the VMM and vCPU threads (lane case
+# 70-seccomp checks those in the nested lane).
 #
 # The VMM is $BUILD/bin/wisp-vmm when it can wait on its API socket without
 # /dev/kvm; otherwise a stand-in (tests/host/jail-probe.c, built here) that
@@ -40,7 +44,10 @@ cleanup_all() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	sleep 0.2
 	ip netns del "$NS" 2>/dev/null
-	for d in /sys/fs/cgroup/*/wisp-vmm /sys/fs/cgroup/*/jail-probe /sys/fs/cgroup/*/jt-parent; do
+	umount "$T/noexec" 2>/dev/null
+	umount -l "$T" 2>/dev/null
+	for d in /sys/fs/cgroup/*/wisp-vmm /sys/fs/cgroup/*/jail-probe /sys/fs/cgroup/*/jt-parent \
+		/sys/fs/cgroup/*/jt-undo; do
 		[ -d "$d" ] || continue
 		find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
 		rmdir "$d" 2>/dev/null
@@ -72,7 +79,7 @@ fi
 NAME=$(basename "$VMM")
 
 snapshot() {    # everything the jailer could have touched
-	{ find "$BASE" 2>/dev/null; find /sys/fs/cgroup -maxdepth 3 -type d -name "*jt*" 2>/dev/null
+	{ find "$BASE" 2>/dev/null; find /sys/fs/cgroup -maxdepth 5 -type d -name "*jt*" 2>/dev/null
 	  ls -d /sys/fs/cgroup/*/"$NAME" 2>/dev/null; } | sort
 }
 wait_sock() {   # wait_sock PATH: up to 5 s
@@ -81,6 +88,9 @@ wait_sock() {   # wait_sock PATH: up to 5 s
 }
 
 ip netns add "$NS" || { bad "ip netns add $NS"; finish; }
+# The jails' tree as a shared mount: without private propagation in the
+# jailer's mount namespace its bind mount would show up here.
+mount --bind "$T" "$T" && mount --make-shared "$T" || { bad "make $T a shared mount"; finish; }
 
 # 1. A real jail, checked from outside.
 ID=jt-main-$$
@@ -124,6 +134,10 @@ check "cpu.shares was written" [ "$(cat /sys/fs/cgroup/cpu/$NAME/$ID/cpu.shares)
 check "in the given network namespace" [ "$(stat -L -c %i /proc/$P/ns/net)" = "$(stat -L -c %i /var/run/netns/$NS)" ]
 check "not in the host network namespace" [ "$(stat -L -c %i /proc/$P/ns/net)" != "$(stat -L -c %i /proc/self/ns/net)" ]
 check "in its own mount namespace" [ "$(stat -L -c %i /proc/$P/ns/mnt)" != "$(stat -L -c %i /proc/self/ns/mnt)" ]
+check "the old root is detached: the jail's namespace holds one mount ($(wc -l </proc/$P/mountinfo))" \
+	[ "$(wc -l </proc/$P/mountinfo)" = 1 ]
+check "private propagation: the jail's bind mount did not reach the host (shared $T)" \
+	bash -c "! awk '{ print \$5 }' /proc/self/mountinfo | grep -qx '$ROOT'"
 check "open-files limit set" grep -Eq "^Max open files\s+512\s+512\s" /proc/$P/limits
 check "file-size limit set" grep -Eq "^Max file size\s+1048576\s+1048576\s" /proc/$P/limits
 check "the VMM got --id and the flags after --" \
@@ -192,6 +206,87 @@ refuse "a cgroup value the kernel refuses (rolled back)" "pids.max" --id jt-kv "
 	--cgroup pids.max=banana
 refuse "unknown netns (before anything is made)" "network namespace" --id jt-nn "${common[@]}" \
 	--netns /var/run/netns/wisp-none-$$
+# Exec files that could not be exec'd in the jail, found before the
+# privileges go (an exec that fails after that could not be undone).
+mkdir -p "$T/bin"
+printf '#!/bin/sh\necho hi\n' >"$T/bin/script"; chmod 755 "$T/bin/script"
+printf 'int main(void) { return 0; }\n' >"$T/bin/dyn.c"
+cc -o "$T/bin/dyn" "$T/bin/dyn.c" || bad "build a dynamic executable"
+printf 'MZ\220\0 not a Linux executable\n' >"$T/bin/junk"; chmod 755 "$T/bin/junk"
+refuse "a dynamic exec file (no interpreter in the jail)" "dynamically linked: its interpreter" \
+	--id jt-dyn --exec-file "$T/bin/dyn" --uid $JUID --gid $JGID --chroot-base-dir "$BASE"
+refuse "a #! script whose interpreter is not in the jail" "a script for /bin/sh, which is not in the jail" \
+	--id jt-scr --exec-file "$T/bin/script" --uid $JUID --gid $JGID --chroot-base-dir "$BASE"
+refuse "an exec file of no format the kernel runs" "neither an ELF executable nor a #! script" \
+	--id jt-junk --exec-file "$T/bin/junk" --uid $JUID --gid $JGID --chroot-base-dir "$BASE"
+mkdir -p "$T/noexec"
+if mount -t tmpfs -o noexec,size=64m none "$T/noexec"; then
+	refuse "a base directory on a noexec mount" "noexec mount" --id jt-nx --exec-file "$VMM" \
+		--uid $JUID --gid $JGID --chroot-base-dir "$T/noexec/jails"
+	check "... and nothing made there" [ -z "$(ls -A "$T/noexec")" ]
+	umount "$T/noexec"
+else
+	bad "mount a noexec tmpfs"
+fi
+mkdir -p "$BASE/$NAME/jt-pid/root"; : >"$BASE/$NAME/jt-pid/root/$NAME.pid"
+refuse "--new-pid-ns with a pid file already in the jail" "already has a pid file" --id jt-pid \
+	"${common[@]}" --new-pid-ns
+rm -rf "$BASE/$NAME/jt-pid"
+
+# 2b. Failures after the jail is made: exit 1, the step named on the
+# caller's stderr (also from a daemonized child, whose own stderr is
+# /dev/null), everything this run made undone (directories, copy, device
+# nodes, cgroups and the parent cgroup levels it created); pre-staged files
+# stay; then the same --id starts.
+undone() {      # undone NAME PATTERN JAILER-ARGS...
+	local what=$1 pat=$2; shift 2
+	local before after rc
+	before=$(snapshot)
+	"$JAILER" "$@" >"$T/u.log" 2>&1
+	rc=$?
+	sleep 0.1       # a child that outlived its parent would show up now
+	after=$(snapshot)
+	if [ "$rc" != 1 ]; then
+		bad "$what: exit $rc, expected 1: $(head -1 "$T/u.log")"
+	elif ! grep -q -- "$pat" "$T/u.log"; then
+		bad "$what: message lacks '$pat': $(head -1 "$T/u.log")"
+	elif [ "$before" != "$after" ]; then
+		bad "$what: left behind: $(diff <(echo "$before") <(echo "$after") | grep '^>' | head -5)"
+	else
+		ok "$what: undone: $(head -1 "$T/u.log")"
+	fi
+}
+UID_=jt-undo-$$
+ucommon=(--id "$UID_" "${common[@]}" --parent-cgroup jt-undo/sub)
+# A pre-staged jail whose /dev/kvm is taken: mknod fails after pivot_root.
+mkdir -p "$BASE/$NAME/$UID_/root/dev"; : >"$BASE/$NAME/$UID_/root/dev/kvm"
+echo kernel >"$BASE/$NAME/$UID_/root/vmlinux"
+undone "after pivot_root (a file in the way of /dev/kvm)" "mknod /dev/kvm" "${ucommon[@]}" \
+	--cgroup pids.max=64 -- --api-sock /api.sock
+check "... the pre-staged files stay" \
+	bash -c "[ -f '$BASE/$NAME/$UID_/root/vmlinux' ] && [ -f '$BASE/$NAME/$UID_/root/dev/kvm' ]"
+rm -f "$BASE/$NAME/$UID_/root/dev/kvm"
+undone "--daemonize, its fork refused (pids.max=1)" "fork to daemonize" "${ucommon[@]}" \
+	--cgroup pids.max=1 --daemonize -- --api-sock /api.sock
+undone "--new-pid-ns, its fork refused (pids.max=1)" "fork into the new PID namespace" \
+	"${ucommon[@]}" --cgroup pids.max=1 --new-pid-ns -- --api-sock /api.sock
+undone "--daemonize --new-pid-ns: the daemon's fork refused (pids.max=2), told by the parent" \
+	"fork into the new PID namespace: Resource temporarily unavailable" "${ucommon[@]}" \
+	--cgroup pids.max=2 --daemonize --new-pid-ns -- --api-sock /api.sock
+rm -rf "$BASE/$NAME/$UID_"
+"$JAILER" "${ucommon[@]}" --cgroup pids.max=64 --daemonize --new-pid-ns -- --api-sock /api.sock \
+	>"$T/u.log" 2>&1
+rc=$?
+UP=$(cat "$BASE/$NAME/$UID_/root/$NAME.pid" 2>/dev/null)
+if [ "$rc" = 0 ] && [ -n "$UP" ] && wait_sock "$BASE/$NAME/$UID_/root/api.sock"; then
+	PIDS+=("$UP")
+	ok "the same --id starts after those failures (VMM $UP)"
+	kill -9 "$UP"; for _ in $(seq 50); do [ -d /proc/$UP ] || break; sleep 0.05; done
+	check "... and cleans up" "$JAILER" --cleanup --id "$UID_" --exec-file "$VMM" \
+		--chroot-base-dir "$BASE" --parent-cgroup jt-undo/sub
+else
+	bad "the same --id after those failures: exit $rc: $(cat "$T/u.log")"
+fi
 
 # 3. Stop and clean up: nothing remains.
 kill "$P"; wait "$P" 2>/dev/null
