@@ -147,11 +147,20 @@ fi
 report() {
 	local line rest kind name status rc secs pass=0 fail=0 skip=0 done=0 setupfail=0 ready=0
 	local rrc outbuf=$outdir/.case-output t0=$SECONDS deadline=0 current="" grace=${WISP_LANE_HANG_GRACE:-120}
+	local partial=""
 	: > "$outbuf"
 	while :; do
 		# A case the L2 never reports on (the L2 hung, or its runner did) ends
 		# the run: per-case timeout plus a grace period, then QEMU is killed.
+		# A read that times out keeps what it got of a line (the serial
+		# console may stop mid-line); the rest comes with the next read.
 		IFS= read -r -t 5 line; rrc=$?
+		if [ "$rrc" -gt 128 ]; then
+			partial+=$line
+		else
+			line=$partial$line
+			partial=""
+		fi
 		if [ "$rrc" -ne 0 ]; then
 			if [ "$rrc" -gt 128 ]; then
 				if [ "$deadline" -gt 0 ] && [ "$SECONDS" -gt "$deadline" ] && [ -f "$outdir/qemu.pid" ]; then
