@@ -45,8 +45,6 @@ struct agent {
 	struct conn *conns;
 	unsigned nconns;
 	struct job *jobs;
-	uint64_t sweep_at_ns;    /* next sweep for leftovers, 0 = none planned */
-	unsigned sweep_delay_ms; /* between sweeps that still find some */
 	int stop;           /* SHUTDOWN or SIGTERM seen */
 	uint8_t scratch[AGENT_CHUNK];
 };
@@ -86,26 +84,31 @@ struct job {
 	uint32_t flags;
 	uint64_t start_ns, deadline_ns;
 	int paused;
+	int killed;        /* kill_job done: its tree is gone */
 };
 
-/* sweep.c: processes left over from finished invocations. One row per
- * process of a /proc scan; verdict and kill are filled by sweep_classify. */
+/* sweep.c: a process tree, found through /proc (a handler's, killed on a
+ * timeout, a disconnect or a stop). One row per process of a scan. */
 struct sweep_proc {
 	pid_t pid, ppid;
 	char state;          /* from /proc/PID/stat: R, S, D, Z, ... */
 	signed char verdict; /* internal */
-	unsigned char kill;  /* a live process left over: kill it */
+	unsigned char below; /* its parents lead to the root: part of the tree */
 };
-/* Marks (kill = 1) every live process whose parents lead to self without
- * passing through a direct child of self for which running() says yes;
- * returns how many. Sorts p by pid. */
-size_t sweep_classify(struct sweep_proc *p, size_t n, pid_t self,
-		      int (*running)(void *ctx, pid_t pid), void *ctx);
+/* At most this many scans per tree kill (see sweep_kill_tree). */
+#define SWEEP_MAX_PASSES 20
+/* Marks (below = 1) every process whose chain of parents reaches root (root
+ * itself is not marked); returns how many of them are alive (not zombies).
+ * Sorts p by pid. */
+size_t sweep_mark_tree(struct sweep_proc *p, size_t n, pid_t root);
 /* Reads every PROC/PID/stat; *out is malloc'ed. */
 int sweep_scan(const char *proc, struct sweep_proc **out, size_t *n);
-/* Kills what finished invocations left behind; returns how many processes
- * were signalled, or -errno. */
-int sweep_orphans(struct agent *a);
+/* SIGKILLs every process below root (not root itself), scanning PROC again
+ * until a scan finds none alive, SWEEP_MAX_PASSES scans at most. For a
+ * complete result root must be a child subreaper that stays alive (and
+ * forks no more: stopped) meanwhile. Returns 0 when the tree is empty, how
+ * many processes were still alive after the last scan, or -errno. */
+int sweep_kill_tree(const char *proc, pid_t root);
 
 /* sys.c: PID 1 duties */
 /* cmdline: where the boot parameters are read (/proc/cmdline) */

@@ -45,7 +45,9 @@ static void usage(FILE *f)
 "  --stdin FILE      handler stdin ('-' for ours)\n"
 "  --env NAME=VALUE  (repeatable)\n"
 "  --cwd DIR\n"
-"  --timeout-ms N    kill the handler and what it started after N ms\n"
+"  --timeout-ms N    after N ms kill the handler and every process it started,\n"
+"                    detached ones too (one that ends in time may leave\n"
+"                    detached processes running: services for later calls)\n"
 "  --limit BYTES     output kept (INVOKE) or streamed (EXEC) per stream\n"
 "  --repeat N        invoke only: N invocations, then print timing figures\n"
 "  --meta            print a 'result: ...' line on stderr at the end\n");

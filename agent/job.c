@@ -1,10 +1,15 @@
 /* Handlers: each INVOKE or EXEC runs in a child that leads its own process
  * group and is a child subreaper, with pipes for stdin, stdout and stderr
- * watched by the agent's epoll loop. The handler and its group are killed on
- * timeout and when the client goes away; once the handler has ended, the
- * group is killed and sweep.c kills whatever else it started (processes that
- * left the group stay below the handler until it ends), so nothing a
- * handler started outlives it. */
+ * watched by the agent's epoll loop.
+ *
+ * On the abnormal ends of an invocation (timeout, client gone, agent stop)
+ * everything the handler started goes: its whole process tree, even what
+ * left the group after a double fork and setsid (sweep.c), then the
+ * handler and its group. When the handler exits by itself only what is
+ * left of its group is killed: a process it detached (its own session or
+ * group) keeps running, re-parented to the agent, which reaps it when it
+ * dies. That is how an invocation starts a service in the guest for later
+ * ones. */
 #include "agent.h"
 
 #include <errno.h>
@@ -47,13 +52,29 @@ static void kill_group(struct job *j)
 		wlog_rl(WISP_LOG_WARN, "kill process group %d: %s", j->pid, strerror(errno));
 }
 
-/* The handler itself too, in case it moved to another group: once it is
- * dead, everything below it goes to the agent and the sweep after its reap
- * finds it (its pid cannot be reused before the agent reaps it). */
+/* The handler is stopped first: it forks no more, and it stays alive, so as
+ * a subreaper it keeps below it everything it started, whatever sweep.c
+ * kills in between (a killed process's children go to it). Then the
+ * handler itself, and its group (it may have left the group itself). Its
+ * pid cannot be reused before the agent reaps it. Only this handler's tree
+ * is touched: concurrent invocations keep theirs. */
 static void kill_job(struct job *j)
 {
+	if (j->pid <= 0 || j->killed)
+		return;
+	j->killed = 1;
+	if (kill(j->pid, SIGSTOP) < 0 && errno != ESRCH)
+		wlog_rl(WISP_LOG_WARN, "stop handler %d: %s", j->pid, strerror(errno));
+	int r = sweep_kill_tree("/proc", j->pid);
+	if (r < 0)
+		wlog_rl(WISP_LOG_WARN, "job %u: scanning /proc for what handler %d started: %s",
+			j->id, j->pid, strerror(-r));
+	else if (r > 0)
+		wlog_rl(WISP_LOG_WARN, "job %u: %d processes below handler %d still alive "
+			"after %d scans; killing the handler anyway", j->id, r, j->pid,
+			SWEEP_MAX_PASSES);
 	kill_group(j);
-	if (j->pid > 0 && kill(j->pid, SIGKILL) < 0 && errno != ESRCH)
+	if (kill(j->pid, SIGKILL) < 0 && errno != ESRCH)
 		wlog_rl(WISP_LOG_WARN, "kill handler %d: %s", j->pid, strerror(errno));
 }
 
@@ -67,7 +88,7 @@ static void child_exec(const struct wproto_msg *m, int in, int out, int errfd, i
 		signal(s, SIG_DFL);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	setpgid(0, 0);
-	/* Orphans of the handler's descendants stay below it (sweep.c). */
+	/* Orphans of the handler's descendants stay below it (kill_job). */
 	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
 		goto fail;
@@ -390,8 +411,8 @@ void job_reaped(struct agent *a, pid_t pid, int status, const struct rusage *ru)
 			break;
 	if (!j)
 		return; /* an orphan re-parented to init, or a failed exec */
-	/* The leader is gone: end what is left of its group, then take what
-	 * the pipes still hold. */
+	/* The leader is gone: end what is left of its group (what it
+	 * detached stays), then take what the pipes still hold. */
 	kill_group(j);
 	j->paused = 0;
 	pump_output(j, 0);
@@ -426,7 +447,7 @@ void job_check_timeouts(struct agent *a, uint64_t now)
 		if (!j->deadline_ns || now < j->deadline_ns || (j->flags & WPROTO_F_TIMED_OUT))
 			continue;
 		j->flags |= WPROTO_F_TIMED_OUT;
-		wlog_debug("job %u: timed out, killing pid %d and its group", j->id, j->pid);
+		wlog_debug("job %u: timed out, killing pid %d and its tree", j->id, j->pid);
 		kill_job(j);
 	}
 }

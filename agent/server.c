@@ -359,21 +359,6 @@ static int conn_write(struct agent *a, struct conn *c)
 	return 0;
 }
 
-/* Kill what finished invocations left behind (sweep.c). While sweeps keep
- * finding some (a process forked while the last one ran, one slow to die),
- * sweep again soon, backing off to once a second. */
-static void sweep(struct agent *a)
-{
-	if (sweep_orphans(a) > 0) {
-		unsigned d = a->sweep_delay_ms ? a->sweep_delay_ms * 2 : 10;
-		a->sweep_delay_ms = d > 1000 ? 1000 : d;
-		a->sweep_at_ns = wisp_now_ns() + (uint64_t)a->sweep_delay_ms * 1000000ull;
-	} else {
-		a->sweep_at_ns = 0;
-		a->sweep_delay_ms = 0;
-	}
-}
-
 static void on_signals(struct agent *a)
 {
 	struct signalfd_siginfo si;
@@ -383,7 +368,8 @@ static void on_signals(struct agent *a)
 			a->stop = 1;
 		}
 	}
-	int reaped = 0;
+	/* Handlers, and the orphans re-parented to the agent: what a handler
+	 * that ended by itself left running, once it dies. */
 	for (;;) {
 		int status;
 		struct rusage ru;
@@ -391,12 +377,7 @@ static void on_signals(struct agent *a)
 		if (pid <= 0)
 			break;
 		job_reaped(a, pid, status, &ru);
-		reaped = 1;
 	}
-	/* A handler that ended leaves its detached processes to the agent; a
-	 * leftover that died may have had children of its own. */
-	if (reaped)
-		sweep(a);
 }
 
 /* Best effort: give replies queued before a stop (the SHUTDOWN ACK) up to a
@@ -445,12 +426,6 @@ int server_run(struct agent *a)
 	while (!a->stop) {
 		uint64_t now = wisp_now_ns();
 		int64_t timeout = job_next_deadline_ms(a, now);
-		if (a->sweep_at_ns) {
-			int64_t t = a->sweep_at_ns > now
-				? (int64_t)((a->sweep_at_ns - now + 999999) / 1000000) : 0;
-			if (timeout < 0 || t < timeout)
-				timeout = t;
-		}
 		if (a->lfd < 0) {
 			int64_t t = a->next_listen_try_ns > now
 				? (int64_t)((a->next_listen_try_ns - now) / 1000000) + 1 : 0;
@@ -497,32 +472,36 @@ int server_run(struct agent *a)
 		if (signalled)
 			on_signals(a);
 		job_check_timeouts(a, wisp_now_ns());
-		if (a->sweep_at_ns && wisp_now_ns() >= a->sweep_at_ns)
-			sweep(a);
 		if (a->lfd < 0 && wisp_now_ns() >= a->next_listen_try_ns)
 			try_listen(a);
 	}
 	flush_all(a);
 	job_kill_all(a);
+	/* The rest of what the agent started: services that handlers left
+	 * running. As init, sys_shutdown_pid1 ends every process instead (with
+	 * a SIGTERM first). */
+	if (!a->pid1) {
+		int r = sweep_kill_tree("/proc", getpid());
+		if (r != 0)
+			wlog_warn("stopping: killing the agent's processes: %s",
+				  r < 0 ? strerror(-r) : "some still alive");
+	}
 	while (a->conns)
 		conn_close(a, a->conns);
-	/* Reap the killed handlers and what they left (bounded: a process in
-	 * uninterruptible sleep must not hold the stop up forever). */
+	/* Reap the killed handlers and what is already dead (bounded: a
+	 * process in uninterruptible sleep must not hold the stop up
+	 * forever). */
 	uint64_t end = wisp_now_ns() + 2000000000ull;
-	for (int reaped = 1;;) {
+	for (;;) {
 		int status;
 		struct rusage ru;
 		pid_t pid = wait4(-1, &status, WNOHANG, &ru);
 		if (pid > 0) {
 			job_reaped(a, pid, status, &ru);
-			reaped = 1;
 			continue;
 		}
-		if ((pid < 0 && errno == ECHILD) || wisp_now_ns() >= end)
+		if ((pid < 0 && errno == ECHILD) || !a->jobs || wisp_now_ns() >= end)
 			break;
-		if (reaped)
-			sweep_orphans(a);
-		reaped = 0;
 		usleep(5000);
 	}
 	job_free_all(a);

@@ -1,4 +1,4 @@
-/* What is left of finished invocations, found and killed.
+/* A handler's whole process tree, found through /proc and killed.
  *
  * A handler can leave its process group (setsid, setpgid) and its parent
  * (double fork), so the group kill of job.c misses such processes, and the
@@ -6,34 +6,39 @@
  * has is the child subreaper: every handler runs as one (job.c sets it
  * between fork and exec; it survives exec), so while the handler lives,
  * anything it started, however detached, stays below it in the process
- * tree. When the handler ends, the rest is re-parented to the agent (itself
- * a subreaper, or init). So a process whose chain of parents reaches the
- * agent without passing through a running handler belongs to an invocation
- * that is over, and is killed; the processes of running handlers are left
- * alone, which keeps concurrent invocations independent.
+ * tree. The abnormal ends of an invocation (timeout, client gone, agent
+ * stop) stop the handler, kill its tree from here, then kill the handler:
+ * only that handler's tree, so concurrent invocations stay independent.
  *
- * The scan reads /proc/PID/stat once per process, then judges from that
- * table. A process forked between the scan and the kill is caught by the
- * next sweep: its parent's death re-parents it to the agent and is reported
- * (SIGCHLD), and server.c sweeps again after every reap and, while sweeps
- * keep finding something, on a short timer. A handler that drops its own
- * subreaper attribute lets its detached processes reach the agent while it
- * runs; those are then killed by the next sweep, like any leftover. */
+ * A handler that ends by itself is not followed here: what it left
+ * detached (a server started for later invocations) is re-parented to the
+ * agent, keeps running, and is reaped when it dies.
+ *
+ * One scan reads /proc/PID/stat once per process, then judges from that
+ * table. A process forked between a scan and the kills (by one not yet
+ * signalled) is caught by the next scan; a process with SIGKILL pending can
+ * fork no more, and a killed process's children go to the subreaper above
+ * it, the handler, so they are still found. The scans repeat until one
+ * finds nothing alive below the handler (what was killed has become a
+ * zombie), within a bound: a process stuck in uninterruptible sleep must
+ * not hold the agent's loop up for long. Pids are not pinned between the
+ * scan and the kill: a pid freed and reused within that window would be
+ * signalled by mistake, as with any /proc based kill. */
 #include "agent.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
 
-enum { V_UNKNOWN = 0, V_OTHER, V_RUNNING, V_LEFTOVER, V_BUSY };
+enum { V_UNKNOWN = 0, V_OTHER, V_BELOW, V_BUSY };
 
 static int cmp_pid(const void *x, const void *y)
 {
@@ -47,11 +52,15 @@ static struct sweep_proc *find(struct sweep_proc *p, size_t n, pid_t pid)
 	return bsearch(&key, p, n, sizeof(*p), cmp_pid);
 }
 
+static int stops_chain(const struct sweep_proc *e, pid_t root)
+{
+	return e->pid == root || e->ppid <= 0 || e->ppid == root;
+}
+
 /* The verdict of one process: walk up its parents until one is judged or
  * the chain ends, then give every process on the way that verdict. A chain
- * that loops (a pid reused while the table was read) is "not ours". */
-static void judge(struct sweep_proc *p, size_t n, struct sweep_proc *e, pid_t self,
-		  int (*running)(void *ctx, pid_t pid), void *ctx)
+ * that loops (a pid reused while the table was read) is "not below". */
+static void judge(struct sweep_proc *p, size_t n, struct sweep_proc *e, pid_t root)
 {
 	int v;
 	for (struct sweep_proc *cur = e;;) {
@@ -59,12 +68,12 @@ static void judge(struct sweep_proc *p, size_t n, struct sweep_proc *e, pid_t se
 			v = cur->verdict == V_BUSY ? V_OTHER : cur->verdict;
 			break;
 		}
-		if (cur->pid == self || cur->ppid <= 0) {
+		if (cur->pid == root || cur->ppid <= 0) {
 			v = V_OTHER;
 			break;
 		}
-		if (cur->ppid == self) {
-			v = running(ctx, cur->pid) ? V_RUNNING : V_LEFTOVER;
+		if (cur->ppid == root) {
+			v = V_BELOW;
 			break;
 		}
 		cur->verdict = V_BUSY;
@@ -77,24 +86,28 @@ static void judge(struct sweep_proc *p, size_t n, struct sweep_proc *e, pid_t se
 	for (struct sweep_proc *cur = e; cur && (cur->verdict == V_BUSY || cur->verdict == V_UNKNOWN);
 	     cur = find(p, n, cur->ppid)) {
 		cur->verdict = (signed char)v;
-		if (cur->pid == self || cur->ppid <= 0 || cur->ppid == self)
+		if (stops_chain(cur, root))
 			break;
 	}
 }
 
-size_t sweep_classify(struct sweep_proc *p, size_t n, pid_t self,
-		      int (*running)(void *ctx, pid_t pid), void *ctx)
+static int is_dead(char state)
+{
+	return state == 'Z' || state == 'X' || state == 'x';
+}
+
+size_t sweep_mark_tree(struct sweep_proc *p, size_t n, pid_t root)
 {
 	qsort(p, n, sizeof(*p), cmp_pid);
 	for (size_t i = 0; i < n; i++)
 		p[i].verdict = V_UNKNOWN;
-	size_t kill_n = 0;
+	size_t live = 0;
 	for (size_t i = 0; i < n; i++) {
-		judge(p, n, &p[i], self, running, ctx);
-		p[i].kill = p[i].verdict == V_LEFTOVER && p[i].state != 'Z' && p[i].state != 'X';
-		kill_n += p[i].kill;
+		judge(p, n, &p[i], root);
+		p[i].below = p[i].verdict == V_BELOW;
+		live += p[i].below && !is_dead(p[i].state);
 	}
-	return kill_n;
+	return live;
 }
 
 /* "PID (COMM) S PPID ...": COMM may hold spaces and ')', the fields after
@@ -162,42 +175,26 @@ int sweep_scan(const char *proc, struct sweep_proc **out, size_t *n_out)
 	return 0;
 }
 
-static int job_running(void *ctx, pid_t pid)
+int sweep_kill_tree(const char *proc, pid_t root)
 {
-	for (struct job *j = ((struct agent *)ctx)->jobs; j; j = j->next)
-		if (j->pid == pid)
-			return 1;
-	return 0;
-}
-
-int sweep_orphans(struct agent *a)
-{
-	/* No handler running and no child at all: nothing can be left over
-	 * (the common case of invocations one after the other, at no cost). */
-	if (!a->jobs) {
-		siginfo_t si;
-		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD)
+	for (unsigned pass = 1;; pass++) {
+		_cleanup_free_ struct sweep_proc *p = NULL;
+		size_t n;
+		int r = sweep_scan(proc, &p, &n);
+		if (r < 0)
+			return r;
+		size_t live = sweep_mark_tree(p, n, root);
+		/* zombies too: a thread group whose leader exited shows as one
+		 * while its other threads run (signalling a zombie does nothing) */
+		for (size_t i = 0; i < n; i++)
+			if (p[i].below && kill(p[i].pid, SIGKILL) < 0 && errno != ESRCH)
+				wlog_rl(WISP_LOG_WARN, "kill pid %d below %d: %s", p[i].pid, root,
+					strerror(errno));
+		if (live == 0)
 			return 0;
+		if (pass == SWEEP_MAX_PASSES)
+			return live > INT_MAX ? INT_MAX : (int)live;
+		/* time for the killed ones to die (to become zombies) */
+		usleep(pass < 5 ? 500u << pass : 10000u);
 	}
-	_cleanup_free_ struct sweep_proc *p = NULL;
-	size_t n;
-	int r = sweep_scan("/proc", &p, &n);
-	if (r < 0) {
-		wlog_rl(WISP_LOG_WARN, "scanning /proc for leftover processes: %s", strerror(-r));
-		return r;
-	}
-	if (sweep_classify(p, n, getpid(), job_running, a) == 0)
-		return 0;
-	int killed = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!p[i].kill)
-			continue;
-		if (kill(p[i].pid, SIGKILL) == 0) {
-			killed++;
-			wlog_debug("killed pid %d, left over from a finished invocation", p[i].pid);
-		} else if (errno != ESRCH) {
-			wlog_rl(WISP_LOG_WARN, "kill leftover pid %d: %s", p[i].pid, strerror(errno));
-		}
-	}
-	return killed;
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # wisp-agent on the host over a Unix socket (no VM, no root needed): every
 # message type, handler timeouts, output limits, crashes, client disconnects
-# leaving no processes, malformed and oversized frames, several clients at
-# once, the hybrid-vsock CONNECT handshake through a stand-in for the VMM,
-# SHUTDOWN and SIGTERM. The agent under test is the ASan+UBSan build when it
-# exists (its log must stay free of sanitizer reports), else the release one.
+# leaving no processes (not even detached ones), the detached services of
+# handlers that exit normally left running, malformed and oversized frames,
+# several clients at once, the hybrid-vsock CONNECT handshake through a
+# stand-in for the VMM, SHUTDOWN and SIGTERM. The agent under test is the
+# ASan+UBSan build when it exists (its log must stay free of sanitizer
+# reports), else the release one.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -261,8 +263,10 @@ check "client killed mid-EXEC: nothing remains" wait_gone "^sleep 3000.$TAG"
 # A daemon's way out: a child of a subshell that exits (so its parent is
 # gone) calls setsid (so it left the process group and the session). The
 # group kill cannot reach it; the agent must still kill it when its
-# invocation ends, and only then: another invocation running meanwhile, with
-# a detached process of its own, must not lose it.
+# invocation ends abnormally (timeout, client gone), and only that
+# invocation's: another one running meanwhile, with a detached process of
+# its own, must not lose it. An invocation that ends by itself may leave it
+# running (a service for later invocations), for the agent to reap.
 # detach N: shell code starting "sleep N.$TAG" that way
 detach() { echo "( setsid sleep $1.$TAG </dev/null >/dev/null 2>&1 & )"; }
 # detached_from PATTERN HANDLER_PID: the process matching PATTERN leads its
@@ -293,16 +297,40 @@ check "detached: another invocation running meanwhile keeps its own daemon" bash
 	"pgrep -f '^sleep 6100.$TAG' >/dev/null && kill -0 $bp && [ ! -s '$T/b-out' ]"
 touch "$T/b-go"; wait_pid "$bp"; rc=$?
 check "detached: and that invocation then ends normally" bash -c "[ $rc = 0 ] && grep -qx B-done '$T/b-out'"
-check "detached: its daemon is killed when it ends (the handler exited by itself)" \
-	wait_gone "^sleep 6100.$TAG"
+# (a broken agent kills it right after the reap: give it the time to show)
+sleep 0.3; ctl invoke /bin/true
+check "detached: its daemon keeps running after the handler exited by itself" \
+	running "^sleep 6100.$TAG"
+# parent_of PID
+parent_of() { ps -o ppid= -p "$1" 2>/dev/null | tr -d " "; }
+dp=$(pgrep -f "^sleep 6100.$TAG" | head -n1)
+check "detached: re-parented to the agent (a subreaper)" [ "$(parent_of "${dp:-0}")" = "$APID" ]
+[ -n "$dp" ] && kill -9 "$dp"
+# gone from /proc only once reaped: no zombie left with the agent
+reaped() { for _ in $(seq 100); do [ -e "/proc/$1" ] || return 0; sleep 0.05; done; return 1; }
+check "detached: the agent reaps it when it dies" reaped "${dp:-0}"
+# service N: shell code starting "sleep N.$TAG" in its own session, then
+# waiting until it is (the handler's group is killed when the handler exits:
+# what has not left it yet goes with it)
+service() {
+	echo "setsid sleep $1.$TAG </dev/null >/dev/null 2>&1 & p=\$!
+	for i in \$(seq 500); do [ \"\$(ps -o sid= -p \$p | tr -d ' ')\" = \$p ] && break; sleep 0.01; done"
+}
+ctl invoke --meta /bin/sh -c "$(service 6150); exit 0" >/dev/null 2>"$T/e"; rc=$?
+sleep 0.3; ctl invoke /bin/true
+check "detached: a 'setsid cmd &' service outlives its handler's RESULT (exit 0)" bash -c \
+	"[ $rc = 0 ] && grep -q 'exit=0 signal=0 timed_out=0' '$T/e' && pgrep -f '^sleep 6150.$TAG' >/dev/null"
+pkill -9 -f "^sleep 6150.$TAG"
+check "detached: and is gone once killed" wait_gone "^sleep 6150.$TAG"
 "$CTLBIN" --unix "$S" exec /bin/sh -c "$(detach 6200); echo up; sleep 6201.$TAG" >/dev/null 2>&1 &
 cp=$!; BG+=("$cp")
 wait_running "^sleep 6201.$TAG"; wait_running "^sleep 6200.$TAG"
 kill -9 "$cp"; wait "$cp" 2>/dev/null
 check "detached: client killed mid-EXEC: its handler's daemon is gone too" wait_gone "^sleep 620[01].$TAG"
 # a daemon that starts more of its kind while the agent kills them
-ctl invoke --timeout-ms 5000 /bin/sh -c "( setsid sh -c 'while :; do ( setsid sleep 6300.$TAG </dev/null >/dev/null 2>&1 & ); sleep 0.01; done' </dev/null >/dev/null 2>&1 & ); sleep 0.3" >/dev/null 2>&1
-check "detached: a daemon forking more daemons is gone with all of them" wait_gone "6300.$TAG"
+ctl invoke --meta --timeout-ms 1000 /bin/sh -c "( setsid sh -c 'while :; do ( setsid sleep 6300.$TAG </dev/null >/dev/null 2>&1 & ); sleep 0.01; done' </dev/null >/dev/null 2>&1 & ); sleep 6301.$TAG" >/dev/null 2>"$T/e"
+check "detached: a handler whose daemon keeps forking daemons timed out" grep -q 'timed_out=1' "$T/e"
+check "detached: and that daemon is gone with all of them" wait_gone "630[01].$TAG"
 
 # --- hybrid vsock handshake through a stand-in for the VMM --------------------------------------
 if command -v socat >/dev/null; then
@@ -356,15 +384,19 @@ else
 fi
 
 # --- SHUTDOWN and SIGTERM ---------------------------------------------------------------------------
-ctl exec /bin/sh -c "echo up; sleep 4000.$TAG" > "$T/o" 2>&1 &
+ctl invoke /bin/sh -c "$(service 4100); exit 0"
+sleep 0.3
+check "a finished handler's service runs before SHUTDOWN" running "^sleep 4100.$TAG"
+ctl exec /bin/sh -c "echo up; $(detach 4001); sleep 4000.$TAG" > "$T/o" 2>&1 &
 BG+=($!)
-for _ in $(seq 100); do pgrep -f "^sleep 4000.$TAG" >/dev/null && break; sleep 0.05; done
+wait_running "^sleep 4000.$TAG"; wait_running "^sleep 4001.$TAG"
 ctl shutdown; rc=$?
 check "SHUTDOWN acknowledged" [ $rc = 0 ]
 wait_pid "$APID"; arc=$?
 APID=
 check "the agent exits 0 after SHUTDOWN and removes its socket" bash -c "[ $arc = 0 ] && [ ! -e '$S' ]"
-check "SHUTDOWN killed the handler still running" wait_gone "^sleep 4000.$TAG"
+check "SHUTDOWN killed the handler still running, and its daemon" wait_gone "^sleep 400[01].$TAG"
+check "SHUTDOWN killed the service a finished handler left" wait_gone "^sleep 4100.$TAG"
 start_agent "$S" "$T/agent.log"
 kill -TERM "$APID"; wait_pid "$APID"; arc=$?
 APID=

@@ -3,10 +3,11 @@
 # host through the VMM's hybrid vsock socket (CONNECT 52): HELLO as PID 1,
 # the init duties (mounts, hostname, reaping), INVOKE echo with 1 MiB of
 # input checked by hash, a timeout that kills the handler's process group
-# and its setsid daemon, a streamed EXEC, 100 invocations in a row, RESTORED
-# really stepping the guest's clock, and SHUTDOWN ending the VMM with exit
-# status 0. One boot for all of it (a Linux boot is the slow part of the
-# nested lane).
+# and its setsid daemon, a setsid service of a handler that exits normally
+# left running (and reaped once killed), a streamed EXEC, 100 invocations in
+# a row, RESTORED really stepping the guest's clock, and SHUTDOWN ending the
+# VMM with exit status 0. One boot for all of it (a Linux boot is the slow
+# part of the nested lane).
 # lane-timeout: 600
 set -uo pipefail
 [ -f lane/lib.sh ] || { echo "SKIPPED: lane/lib.sh missing"; exit 77; }
@@ -82,6 +83,23 @@ n=$(ctl invoke --timeout-ms 8000 /bin/sh -c "$daemon" 2>/dev/null)
 left=$(ctl invoke /bin/sh -c 'sleep 0.5; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 779 "')
 [ "$n" = 1 ] && [ "$left" = 0 ] && pass "timeout: the handler's setsid daemon killed too" \
 	|| bad "timeout: setsid daemon: $n running before the timeout, $left after"
+# a handler that exits by itself may leave a service running (how 42 starts
+# its httpd): it waits until the service has its own session (the group is
+# killed when the handler exits), then exits 0; the agent reaps the service
+# once it is killed
+svc='setsid sleep 781 </dev/null >/dev/null 2>&1 & p=$!
+for i in $(seq 100); do read -r _ _ _ _ _ sid _ < /proc/$p/stat; [ "$sid" = $p ] && break; sleep 0.05; done
+echo $p'
+spid=$(ctl invoke --meta /bin/sh -c "$svc" 2>"$WISP_TMP/meta")
+n=$(ctl invoke /bin/sh -c 'sleep 0.5; for f in /proc/[0-9]*/cmdline; do tr "\0" " " < $f; echo; done | grep -c "^sleep 781 "')
+grep -q 'exit=0 signal=0 timed_out=0' "$WISP_TMP/meta" && [ "$n" = 1 ] \
+	&& pass "exit 0: the handler's setsid service keeps running" \
+	|| bad "exit 0: setsid service: $n running after the RESULT, $(cat "$WISP_TMP/meta")"
+r="no pid from the handler: '$spid'"
+[[ $spid =~ ^[0-9]+$ ]] &&
+	r=$(ctl invoke /bin/sh -c "kill -9 $spid && sleep 0.5 && { [ -e /proc/$spid ] && echo left || echo reaped; }")
+[ "$r" = reaped ] && pass "exit 0: the service, once killed, reaped by the agent" \
+	|| bad "exit 0: killed service ${spid:-?}: $r"
 
 # a streamed EXEC
 ctl exec --meta /bin/sh -c 'for i in 1 2 3; do echo line$i; sleep 0.2; done; echo oops >&2; exit 3' \
