@@ -56,30 +56,13 @@ if [ "${WISP_LANE_NO_BUILD:-0}" != 1 ]; then
 fi
 
 # ---- which cases, and how long they may take -------------------------------------
-selected() {
-	local name=$1 pat
-	[ -z "$WISP_LANE_FILTER" ] && return 0
-	for pat in ${WISP_LANE_FILTER//,/ }; do
-		# shellcheck disable=SC2053
-		[[ $name == $pat || $name == *$pat* ]] && return 0
-	done
-	return 1
-}
-# kind_ok FILE KIND: as in runner.sh (`# lane-guest: tiny|linux|any`).
-kind_ok() {
-	local k
-	k=$(sed -n 's/^# lane-guest: *\([a-z]*\).*/\1/p' "$1" | head -n1)
-	case $2:${k:-linux} in
-	all:*|*:any|tiny:tiny|linux:linux) return 0 ;;
-	esac
-	return 1
-}
+. "$here/select.sh"
 export WISP_LANE_KIND=${WISP_LANE_KIND:-all}
 ncases=0 budget=0
 for c in "$here"/cases/*.sh; do
 	[ -e "$c" ] || continue
-	selected "$(basename "$c" .sh)" || continue
-	kind_ok "$c" "$WISP_LANE_KIND" || continue
+	lane_selected "$(basename "$c" .sh)" "$WISP_LANE_FILTER" || continue
+	lane_kind_ok "$c" "$WISP_LANE_KIND" || continue
 	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
 	ncases=$((ncases + 1)); budget=$((budget + ${t:-${WISP_LANE_CASE_TIMEOUT:-300}}))
 done
@@ -128,7 +111,7 @@ if [ "$mode" = split ]; then
 		for c in "$here"/cases/*.sh; do
 			# `any` cases (the lane self-check) alone do not start a part.
 			grep -q '^# lane-guest: *any' "$c" && continue
-			selected "$(basename "$c" .sh)" && kind_ok "$c" "${part#*:}" && n=$((n + 1))
+			lane_selected "$(basename "$c" .sh)" "$WISP_LANE_FILTER" && lane_kind_ok "$c" "${part#*:}" && n=$((n + 1))
 		done
 		[ "$n" -gt 0 ] || continue
 		rm -f "$outdir/summary"

@@ -27,27 +27,7 @@ default_timeout=${WISP_LANE_CASE_TIMEOUT:-300}
 filter=${WISP_LANE_FILTER:-}
 kind=${WISP_LANE_KIND:-all}
 verbose=${WISP_LANE_VERBOSE:-0}
-
-selected() {
-	local name=$1 pat
-	[ -z "$filter" ] && return 0
-	for pat in ${filter//,/ }; do
-		# shellcheck disable=SC2053
-		[[ $name == $pat || $name == *$pat* ]] && return 0
-	done
-	return 1
-}
-
-# kind_ok FILE KIND: the case's `# lane-guest: tiny|linux|any` line (linux
-# when absent) fits KIND (all, tiny or linux).
-kind_ok() {
-	local k
-	k=$(sed -n 's/^# lane-guest: *\([a-z]*\).*/\1/p' "$1" | head -n1)
-	case $2:${k:-linux} in
-	all:*|*:any|tiny:tiny|linux:linux) return 0 ;;
-	esac
-	return 1
-}
+. "$(dirname "$0")/select.sh"
 
 # emit NAME FILE [GREP]: the file's lines as "out" lines (printable ASCII only,
 # so a case's binary output cannot garble the console protocol).
@@ -64,8 +44,8 @@ mkdir -p "$tmproot"
 shopt -s nullglob
 for c in "$tests"/lane/cases/*.sh; do
 	name=$(basename "$c" .sh)
-	selected "$name" || continue
-	kind_ok "$c" "$kind" || continue
+	lane_selected "$name" "$filter" || continue
+	lane_kind_ok "$c" "$kind" || continue
 	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
 	t=${t:-$default_timeout}
 	scratch=$tmproot/$name
