@@ -11,7 +11,6 @@
 #include "kvm.h"
 #include "layout.h"
 
-#define CPUID_MAX_ENTRIES 256
 /* XCR0 bits for user state: x87, SSE, AVX, MPX (3-4), AVX-512 (5-7), PKRU (9),
  * AMX (17-18). Supervisor components live in IA32_XSS, never in XCR0. */
 #define CPU_XCR0_USER 0x602ffull
@@ -19,11 +18,11 @@
 int cpu_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, struct wisp_err *err)
 {
 	/* Headroom for the hypervisor leaves we may add. */
-	size_t sz = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+	size_t sz = sizeof(struct kvm_cpuid2) + CPU_CPUID_MAX * sizeof(struct kvm_cpuid_entry2);
 	struct kvm_cpuid2 *c = calloc(1, sz);
 	if (!c)
 		return wisp_err_set(err, ENOMEM, "allocating the CPUID table");
-	c->nent = CPUID_MAX_ENTRIES - 4;
+	c->nent = CPU_CPUID_MAX - 4;
 	int r = kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
 	if (r < 0) {
 		free(c);
@@ -126,7 +125,7 @@ void cpu_patch_cpuid(struct kvm_cpuid2 *c, int id, const struct cpu_topology *to
 	/* KVM's own signature leaf and feature leaf (kvmclock, PV EOI, ...):
 	 * the host reports them; add them when it does not. */
 	struct kvm_cpuid_entry2 *sig = leaf(c, 0x40000000, 0);
-	if (!sig && c->nent < CPUID_MAX_ENTRIES) {
+	if (!sig && c->nent < CPU_CPUID_MAX) {
 		sig = &c->entries[c->nent++];
 		memset(sig, 0, sizeof(*sig));
 		sig->function = 0x40000000;
@@ -137,7 +136,7 @@ void cpu_patch_cpuid(struct kvm_cpuid2 *c, int id, const struct cpu_topology *to
 		memcpy(&sig->ecx, "VMKV", 4);
 		memcpy(&sig->edx, "M\0\0\0", 4);
 	}
-	if (!leaf(c, 0x40000001, 0) && c->nent < CPUID_MAX_ENTRIES) {
+	if (!leaf(c, 0x40000001, 0) && c->nent < CPU_CPUID_MAX) {
 		struct kvm_cpuid_entry2 *f = &c->entries[c->nent++];
 		memset(f, 0, sizeof(*f));
 		f->function = 0x40000001;
@@ -177,7 +176,7 @@ static int set_boot_xcr0(int vcpu_fd, const struct kvm_cpuid2 *c, int id, struct
 int cpu_set_cpuid(int vcpu_fd, const struct kvm_cpuid2 *supported, int id,
 		  const struct cpu_topology *topo, struct wisp_err *err)
 {
-	size_t sz = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
+	size_t sz = sizeof(struct kvm_cpuid2) + CPU_CPUID_MAX * sizeof(struct kvm_cpuid_entry2);
 	struct kvm_cpuid2 *c = malloc(sz);
 	if (!c)
 		return wisp_err_set(err, ENOMEM, "allocating the CPUID table");

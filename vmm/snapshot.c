@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
@@ -66,6 +68,21 @@ static uint32_t image_crc(const uint8_t *buf, size_t len)
 	return snap_crc32(crc, buf + off + 4, len - off - 4);
 }
 
+uint64_t snap_new_id(void)
+{
+	uint64_t id = 0;
+	if (getrandom(&id, sizeof(id), GRND_NONBLOCK) != (ssize_t)sizeof(id)) {
+		/* No entropy yet (very early boot): unique enough to tell
+		 * snapshots apart, which is all an id is for. */
+		struct timespec rt, mono;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		clock_gettime(CLOCK_MONOTONIC, &mono);
+		id = ((uint64_t)rt.tv_sec << 32) ^ (uint64_t)rt.tv_nsec ^
+		     ((uint64_t)mono.tv_nsec << 20) ^ ((uint64_t)getpid() << 40);
+	}
+	return id ? id : 1;
+}
+
 /* Writer */
 
 static int writer_reserve(struct snap_writer *w, size_t more)
@@ -98,11 +115,21 @@ int snap_writer_init(struct snap_writer *w, uint64_t mem_size, uint32_t flags)
 		.arch = SNAP_ARCH_X86_64,
 		.mem_size = mem_size,
 		.flags = flags,
+		.snap_id = snap_new_id(),
 	};
 	memcpy(h.magic, SNAP_MAGIC, sizeof(h.magic));
 	memcpy(w->buf, &h, sizeof(h));
 	w->len = sizeof(h);
 	return 0;
+}
+
+void snap_writer_ids(struct snap_writer *w, uint64_t snap_id, uint64_t base_id)
+{
+	if (w->len < sizeof(struct snap_header))
+		return;
+	struct snap_header *h = (struct snap_header *)w->buf;
+	h->snap_id = snap_id;
+	h->base_id = base_id;
 }
 
 int snap_put(struct snap_writer *w, uint32_t id, uint32_t version, uint32_t instance,
@@ -201,6 +228,11 @@ int snap_parse(const uint8_t *buf, size_t len, struct snap_image *img, struct wi
 				    h.crc32, crc);
 	if (h.flags & ~SNAP_F_KNOWN)
 		return wisp_err_set(err, EPROTO, "state file has unknown flags 0x%x", h.flags);
+	if (h.snap_id == 0 || ((h.flags & SNAP_F_DIFF) != 0) != (h.base_id != 0))
+		return wisp_err_set(err, EINVAL,
+				    "state file has snapshot id %016llx and base id %016llx, which do not fit a %s snapshot",
+				    (unsigned long long)h.snap_id, (unsigned long long)h.base_id,
+				    (h.flags & SNAP_F_DIFF) ? "Diff" : "Full");
 	if (h.nr_sections > SNAP_SECTIONS_MAX)
 		return wisp_err_set(err, EINVAL, "state file claims %u sections, more than %u",
 				    h.nr_sections, SNAP_SECTIONS_MAX);

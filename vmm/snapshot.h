@@ -4,9 +4,10 @@
  * State file layout (little endian, x86_64 only):
  *
  *   struct snap_header            64 bytes: magic, format version, architecture,
- *                                 total length, guest RAM size, flags, section
- *                                 count, CRC32 over the whole file (this field
- *                                 read as zero)
+ *                                 total length, guest RAM size, flags (Full or
+ *                                 Diff), section count, CRC32 over the whole
+ *                                 file (this field read as zero), this
+ *                                 snapshot's id and, for a Diff, its base's id
  *   { struct snap_section_hdr     16 bytes: component id, component version,
  *                                 instance (vCPU index, device slot), length
  *     payload[len], zero padded to 8 bytes } * nr_sections
@@ -19,10 +20,14 @@
  *
  * The memory file is guest RAM laid out region after region (struct
  * gmem_region.file_off), one byte of file per byte of RAM, so restore can
- * map it MAP_PRIVATE. A full snapshot writes every non-zero page and leaves
- * holes for zero pages; a diff snapshot writes only the pages of a dirty
- * bitmap (zero or not) and leaves holes elsewhere. snap_mem_merge() copies
- * a diff's data extents onto its base (wisp-snap merge BASE DIFF).
+ * map it MAP_PRIVATE, followed by one footer page (struct snap_mem_footer:
+ * Full or Diff, the snapshot id, a Diff's base id). The footer sits after
+ * the RAM so the file still maps as RAM from offset 0. A full snapshot
+ * writes every non-zero page and leaves holes for zero pages; a diff
+ * snapshot writes only the pages of a dirty bitmap (zero or not) and leaves
+ * holes elsewhere. A diff is not a whole memory image: load refuses it, and
+ * snap_mem_merge() copies its data extents onto its base (wisp-snap merge
+ * BASE DIFF), which gives a Full memory file of the diff's snapshot id.
  */
 #ifndef WISP_SNAPSHOT_H
 #define WISP_SNAPSHOT_H
@@ -38,7 +43,7 @@
 #include "mem.h"
 
 #define SNAP_MAGIC          "WISPSNAP"
-#define SNAP_FORMAT_VERSION 1u
+#define SNAP_FORMAT_VERSION 2u          /* 2: snapshot ids, vCPU CPUID, device state */
 #define SNAP_ARCH_X86_64    62u           /* ELF EM_X86_64 */
 #define SNAP_STATE_MAX      (16u << 20)   /* refuse larger state files unread */
 #define SNAP_SECTION_MAX    (4u << 20)    /* one component's state */
@@ -58,7 +63,8 @@ struct snap_header {
 	uint32_t nr_sections;
 	uint32_t crc32;          /* of the whole file with this field zero */
 	uint32_t reserved0;
-	uint64_t reserved[2];
+	uint64_t snap_id;        /* this snapshot (random, never 0) */
+	uint64_t base_id;        /* Diff: the snapshot whose memory it applies onto */
 };
 _Static_assert(sizeof(struct snap_header) == 64, "snap_header is 64 bytes");
 
@@ -97,6 +103,9 @@ struct snap_writer {
 };
 
 int snap_writer_init(struct snap_writer *w, uint64_t mem_size, uint32_t flags);
+/* The snapshot's id and (Diff) its base's id, in the header (init gives
+ * a fresh id and no base). */
+void snap_writer_ids(struct snap_writer *w, uint64_t snap_id, uint64_t base_id);
 int snap_put(struct snap_writer *w, uint32_t id, uint32_t version, uint32_t instance,
 	     const void *data, size_t len);
 /* Seal the buffer (total length, CRC); *buf and *len point into the writer. */
@@ -142,24 +151,52 @@ bool snap_has(const struct snap_image *img, uint32_t id, uint32_t instance);
 int snap_check_all_used(const struct snap_image *img, struct wisp_err *err);
 
 uint32_t snap_crc32(uint32_t crc, const void *buf, size_t len);
+/* A fresh snapshot id: random, never 0. */
+uint64_t snap_new_id(void);
 
 /* Memory files. */
 
-/* Write guest RAM to path: a temporary file in the same directory, renamed
- * over path only when complete (a failure leaves nothing behind). dirty is
- * NULL for a full snapshot (zero pages become holes), or one bitmap per
- * region (bit i = page i of that region) for a diff: only those pages are
- * written. When tmp_out is not NULL the temporary file is kept under that
- * name (PATH_MAX bytes) instead of being renamed, so a caller can commit it
- * together with the state file (snap_commit). */
+#define SNAP_MEM_MAGIC       "WISPMEM"    /* 8 bytes with the NUL */
+#define SNAP_MEM_VERSION     1u
+#define SNAP_MEM_FOOTER_SIZE 4096u        /* one page after the RAM */
+
+/* At offset mem_size of a memory file; the rest of the page is zero. */
+struct snap_mem_footer {
+	char magic[8];
+	uint32_t version;
+	uint32_t flags;          /* SNAP_F_DIFF: only the pages dirtied since base_id */
+	uint64_t mem_size;       /* guest RAM bytes before the footer */
+	uint64_t snap_id;        /* the snapshot whose RAM this is */
+	uint64_t base_id;        /* Diff: the snapshot it applies onto; Full: 0 */
+	uint64_t reserved[3];
+};
+_Static_assert(sizeof(struct snap_mem_footer) == 64, "snap_mem_footer is 64 bytes");
+
+/* Write guest RAM and the footer to path: a temporary file in the same
+ * directory, renamed over path only when complete (a failure leaves nothing
+ * behind). dirty is NULL for a full snapshot (zero pages become holes), or
+ * one bitmap per region (bit i = page i of that region) for a diff of
+ * snapshot base_id: only those pages are written. When tmp_out is not NULL
+ * the temporary file is kept under that name (PATH_MAX bytes) instead of
+ * being renamed, so a caller can commit it together with the state file
+ * (snap_commit). */
 int snap_mem_write(const struct gmem *m, const char *path,
-		   const uint64_t *const dirty[GMEM_MAX_REGIONS], char *tmp_out,
+		   const uint64_t *const dirty[GMEM_MAX_REGIONS], uint64_t snap_id,
+		   uint64_t base_id, char *tmp_out, struct wisp_err *err);
+/* Read and check the footer of an open memory file of size bytes. */
+int snap_mem_footer_read(int fd, const char *path, uint64_t size, struct snap_mem_footer *out,
+			 struct wisp_err *err);
+/* The checks before restore maps a memory file for state file header h: a
+ * regular file of h->mem_size bytes plus the footer, a Full memory image
+ * (a Diff's is refused: merge it onto its base first) of the same
+ * snapshot. Returns an O_RDONLY fd. */
+int snap_mem_open(const char *path, const struct snap_header *h, struct wisp_err *err);
+/* Apply diff onto base: diff must be a Diff memory file whose base is
+ * base's snapshot. base is replaced (new file renamed over it) by a Full
+ * memory file of the diff's snapshot; *merged (may be NULL) gets its
+ * footer. Nothing changes on a refusal. */
+int snap_mem_merge(const char *base, const char *diff, struct snap_mem_footer *merged,
 		   struct wisp_err *err);
-/* Size and type checks of a memory file before restore maps it: a regular
- * file of exactly mem_size bytes. Returns an O_RDONLY fd. */
-int snap_mem_open(const char *path, uint64_t mem_size, struct wisp_err *err);
-/* Copy every data extent of diff onto base (same size), in place. */
-int snap_mem_merge(const char *base, const char *diff, struct wisp_err *err);
 
 /* Atomic creation of a state + memory pair. */
 int snap_tmp_create(const char *path, char tmp[], size_t tmp_size, struct wisp_err *err);
@@ -178,14 +215,36 @@ struct kvm_msr_entry;
 /* The MSRs KVM_GET_MSR_INDEX_LIST reports that this vCPU can read. */
 int snap_msr_list(int kvm_fd, int vcpu_fd, struct kvm_msr_entry **out, uint32_t *nr,
 		  struct wisp_err *err);
-/* One vCPU, stopped out of KVM_RUN: MP state, general, special, FPU/XSAVE,
- * XCR and debug registers, LAPIC, MSRs, pending events, TSC frequency. */
+/* One vCPU, stopped out of KVM_RUN: its CPUID table (KVM_GET_CPUID2), MP
+ * state, general, special, FPU/XSAVE, XCR and debug registers, LAPIC, MSRs,
+ * pending events, TSC frequency. */
 int snap_vcpu_save(int kvm_fd, int vcpu_fd, uint32_t index, struct snap_writer *w,
 		   struct wisp_err *err);
-/* Restore in KVM's required order (SREGS before LAPIC, LAPIC before MSRs,
- * events last) into a freshly created vCPU. */
+/* Restore in KVM's required order (the saved CPUID first, SREGS before
+ * LAPIC, LAPIC before MSRs, events last) into a freshly created vCPU that
+ * has not run. */
 int snap_vcpu_restore(int vcpu_fd, uint32_t index, struct snap_image *img,
 		      struct wisp_err *err);
+
+/* CPUID (snapshot_cpuid.c). A restored guest sees exactly the CPUID it
+ * booted with, so the host must be able to give it that. */
+struct kvm_cpuid2;
+/* vCPU index's saved CPUID table, checked and copied out (malloc'd, room
+ * for CPU_CPUID_MAX entries). */
+int snap_vcpu_cpuid(struct snap_image *img, uint32_t index, struct kvm_cpuid2 **out,
+		    struct wisp_err *err);
+/* Refuse a saved table that asks for more than host: another CPU vendor,
+ * or a feature bit (in the leaves that hold feature flags) that host lacks,
+ * named by leaf, subleaf, register and feature. host is what this VMM
+ * gives that vCPU on this host (KVM_GET_SUPPORTED_CPUID through
+ * cpu_patch_cpuid). Bits the guest flips at run time (OSXSAVE, OSPKE) are
+ * not compared. */
+int snap_cpuid_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *host,
+		     uint32_t vcpu, struct wisp_err *err);
+/* snap_cpuid_check for every vCPU of img against supported patched for
+ * that vCPU's index and topology; nothing touches a vCPU. */
+int snap_cpuid_verify(struct snap_image *img, const struct kvm_cpuid2 *supported,
+		      int nr_vcpus, int threads_per_core, struct wisp_err *err);
 /* PIC master/slave, IOAPIC, PIT, kvmclock (and the host's wall time). */
 int snap_vm_save(int vm_fd, struct snap_writer *w, struct wisp_err *err);
 /* step_clock: move kvmclock on by the host time that passed since the
@@ -196,12 +255,16 @@ int snap_vm_restore(int vm_fd, struct snap_image *img, bool step_clock, struct w
 int snap_dirty_fetch(int vm_fd, const struct gmem *m, uint64_t *bitmaps[GMEM_MAX_REGIONS],
 		     struct wisp_err *err);
 
-/* The virtio-mmio transport of one device slot (snapshot_dev.c): feature
- * negotiation, status, queue geometry and positions. Restore checks every
- * value against the freshly created device (type, queue count, features it
- * offers, rings inside guest RAM), then starts the backend when the driver
- * had. snap_virtio_kick re-kicks ready queues and re-raises a pending
- * interrupt; call it once the VM is restored. */
+/* One virtio device slot (snapshot_dev.c): the transport's feature
+ * negotiation, status, queue geometry and positions under
+ * SNAP_SEC_VIRTIO_MMIO, then the device's own state struct (block, net,
+ * vsock: virtio_dev_ops.snap_save/snap_restore) under its own section.
+ * Restore checks every value against the freshly created device (type,
+ * queue count, features it offers, rings inside guest RAM, then the
+ * device's own checks: drive or interface id, disk size, MAC, guest CID),
+ * then starts the backend when the driver had. snap_virtio_kick re-kicks
+ * ready queues and re-raises a pending interrupt; call it once the VM is
+ * restored. */
 struct virtio_mmio_dev;
 int snap_virtio_save(struct virtio_mmio_dev *d, uint32_t slot, struct snap_writer *w,
 		     struct wisp_err *err);
@@ -272,26 +335,17 @@ int snap_serial_restore(struct serial *s, struct snap_image *img, struct wisp_er
 int snap_i8042_save(struct i8042 *k, struct snap_writer *w);
 int snap_i8042_restore(struct i8042 *k, struct snap_image *img, struct wisp_err *err);
 
-/* Device hooks: every device saves and restores its own state struct under
- * its own section id, with these signatures (instance = device slot for
- * virtio, 0 for the legacy devices):
- *
- *   int serial_snapshot_save(const struct serial *s, struct snap_writer *w,
- *                            struct wisp_err *err);
- *   int serial_snapshot_restore(struct serial *s, struct snap_image *img,
- *                               struct wisp_err *err);
- *   int i8042_snapshot_save / i8042_snapshot_restore    (same shape)
- *   int virtio_mmio_snapshot_save(const struct virtio_mmio_dev *d, uint32_t slot,
- *                                 struct snap_writer *w, struct wisp_err *err);
- *   int virtio_mmio_snapshot_restore(struct virtio_mmio_dev *d, uint32_t slot,
- *                                    struct snap_image *img, struct wisp_err *err);
- *
- * The virtio-mmio transport saves its registers and queue positions under
- * SNAP_SEC_VIRTIO_MMIO and calls its device's own save/restore (block,
- * net, vsock sections). Restore runs after the device is built from the
- * snapshot's configuration (with the load's overrides applied) and before
- * any vCPU runs; vsock resets the connections it had (the guest sees
- * them reset) and keeps its listeners.
+/* Every component saves and restores its own state struct under its own
+ * section id (instance = vCPU index or device slot, 0 for singletons). The
+ * virtio-mmio transport saves its registers and queue positions under
+ * SNAP_SEC_VIRTIO_MMIO and calls its device's virtio_dev_ops.snap_save /
+ * snap_restore (SNAP_SEC_VIRTIO_BLK, _NET, _VSOCK). Restore runs after the
+ * device is built from the snapshot's configuration (with the load's
+ * overrides applied) and before any vCPU runs; a saved device set that does
+ * not match the configured one is refused (a missing section, another
+ * device type or id in a slot, a section no device read). vsock resets the
+ * connections it had (the guest gets VIRTIO_VSOCK_EVENT_TRANSPORT_RESET)
+ * and keeps its listeners.
  */
 
 #endif

@@ -1,8 +1,9 @@
 /* Device state in snapshots: the virtio-mmio transport (registers, feature
- * negotiation, queue geometry and positions). Restore runs on a device
- * freshly created from the snapshot's configuration, before any vCPU runs;
- * every saved value is checked against that device as a guest-written one
- * would be. */
+ * negotiation, queue geometry and positions), then the device's own state
+ * through its ops (virtio_dev_ops.snap_save/snap_restore). Restore runs on
+ * a device freshly created from the snapshot's configuration, before any
+ * vCPU runs; every saved value is checked against that device as a
+ * guest-written one would be. */
 #include "snapshot.h"
 
 #include <errno.h>
@@ -63,15 +64,18 @@ int snap_virtio_save(struct virtio_mmio_dev *d, uint32_t slot, struct snap_write
 			.signalled_valid = q->signalled_valid,
 		};
 	}
-	pthread_mutex_unlock(&d->lock);
 	int r = snap_put(w, SNAP_SEC_VIRTIO_MMIO, SNAP_VIRTIO_VERSION, slot, &s, sizeof(s));
+	if (r == 0 && d->ops->snap_save)
+		r = d->ops->snap_save(d, slot, w);
+	pthread_mutex_unlock(&d->lock);
 	if (r < 0 && err)
 		*err = w->err;
 	return r;
 }
 
 static int restore_locked(struct virtio_mmio_dev *d, uint32_t slot,
-			  const struct snap_virtio_state *s, struct wisp_err *err)
+			  const struct snap_virtio_state *s, struct snap_image *img,
+			  struct wisp_err *err)
 {
 	if (s->device_id != d->ops->device_id)
 		return wisp_err_set(err, EINVAL,
@@ -124,6 +128,11 @@ static int restore_locked(struct virtio_mmio_dev *d, uint32_t slot,
 		q->signalled_used = qs->signalled_used;
 		q->signalled_valid = qs->signalled_valid;
 	}
+	if (d->ops->snap_restore) {
+		int r = d->ops->snap_restore(d, slot, img, err);
+		if (r < 0)
+			return r;
+	}
 	if (s->active && !s->failed) {
 		int r = d->ops->activate ? d->ops->activate(d) : 0;
 		if (r < 0)
@@ -142,7 +151,7 @@ int snap_virtio_restore(struct virtio_mmio_dev *d, uint32_t slot, struct snap_im
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&d->lock);
-	r = restore_locked(d, slot, &s, err);
+	r = restore_locked(d, slot, &s, img, err);
 	pthread_mutex_unlock(&d->lock);
 	return r;
 }

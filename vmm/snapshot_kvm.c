@@ -1,7 +1,7 @@
-/* KVM state in snapshots: each vCPU's registers, MSRs, LAPIC and pending
- * events; the VM's interrupt controllers, PIT and kvmclock; the dirty log
- * for diff snapshots. Works on file descriptors only, so it does not depend
- * on how the VMM keeps its vCPUs. */
+/* KVM state in snapshots: each vCPU's CPUID, registers, MSRs, LAPIC and
+ * pending events; the VM's interrupt controllers, PIT and kvmclock; the
+ * dirty log for diff snapshots. Works on file descriptors only, so it does
+ * not depend on how the VMM keeps its vCPUs. */
 #include "snapshot.h"
 
 #include <errno.h>
@@ -13,19 +13,21 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "cpu.h"
 
-#define SNAP_VCPU_VERSION 1u
+#define SNAP_VCPU_VERSION 2u     /* 2: the CPUID table */
 #define SNAP_VM_VERSION   1u
 #define SNAP_MSRS_MAX     1024u
 
-/* One vCPU (SNAP_SEC_VCPU). msrs[] follows the fixed part. */
+/* One vCPU (SNAP_SEC_VCPU). msrs[nr_msrs] follows the fixed part, then
+ * struct kvm_cpuid_entry2 cpuid[nr_cpuid]. */
 struct snap_vcpu_state {
 	struct kvm_mp_state mp;
 	uint32_t has_xsave;     /* 1: xsave holds the FPU/SSE/AVX state; 0: fpu does */
 	uint32_t has_xcrs;
 	uint32_t tsc_khz;       /* 0: unknown */
 	uint32_t nr_msrs;
-	uint32_t pad;
+	uint32_t nr_cpuid;      /* KVM_GET_CPUID2: exactly what the guest sees */
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	struct kvm_fpu fpu;
@@ -91,6 +93,12 @@ int snap_msr_list(int kvm_fd, int vcpu_fd, struct kvm_msr_entry **out, uint32_t 
 	return 0;
 }
 
+static size_t vcpu_state_size(uint32_t nr_msrs, uint32_t nr_cpuid)
+{
+	return sizeof(struct snap_vcpu_state) + nr_msrs * sizeof(struct kvm_msr_entry) +
+	       nr_cpuid * sizeof(struct kvm_cpuid_entry2);
+}
+
 int snap_vcpu_save(int kvm_fd, int vcpu_fd, uint32_t index, struct snap_writer *w,
 		   struct wisp_err *err)
 {
@@ -99,11 +107,22 @@ int snap_vcpu_save(int kvm_fd, int vcpu_fd, uint32_t index, struct snap_writer *
 	int r = snap_msr_list(kvm_fd, vcpu_fd, &msrs, &nr, err);
 	if (r < 0)
 		return wisp_err_prefix(err, "vCPU %u", index);
-	size_t size = sizeof(struct snap_vcpu_state) + nr * sizeof(struct kvm_msr_entry);
+	_cleanup_free_ struct kvm_cpuid2 *cpuid =
+		calloc(1, sizeof(*cpuid) + CPU_CPUID_MAX * sizeof(struct kvm_cpuid_entry2));
+	if (!cpuid)
+		return wisp_err_set(err, ENOMEM, "no memory for vCPU %u CPUID", index);
+	cpuid->nent = CPU_CPUID_MAX;
+	r = xioctl(vcpu_fd, KVM_GET_CPUID2, cpuid);
+	if (r < 0)
+		return wisp_err_sys(err, -r, "vCPU %u: KVM_GET_CPUID2", index);
+	size_t size = vcpu_state_size(nr, cpuid->nent);
 	_cleanup_free_ struct snap_vcpu_state *s = calloc(1, size);
 	_cleanup_free_ struct kvm_msrs *mb = calloc(1, sizeof(*mb) + nr * sizeof(struct kvm_msr_entry));
 	if (!s || !mb)
 		return wisp_err_set(err, ENOMEM, "no memory for vCPU %u state", index);
+	s->nr_cpuid = cpuid->nent;
+	memcpy((uint8_t *)s->msrs + nr * sizeof(struct kvm_msr_entry), cpuid->entries,
+	       cpuid->nent * sizeof(struct kvm_cpuid_entry2));
 
 	/* Tell the guest's kvmclock it was paused (no soft-lockup reports
 	 * after resume); not every KVM has it. */
@@ -146,8 +165,9 @@ int snap_vcpu_save(int kvm_fd, int vcpu_fd, uint32_t index, struct snap_writer *
 	return snap_put(w, SNAP_SEC_VCPU, SNAP_VCPU_VERSION, index, s, size);
 }
 
-int snap_vcpu_restore(int vcpu_fd, uint32_t index, struct snap_image *img,
-		      struct wisp_err *err)
+/* The vCPU section, copied out and its counts checked against its length. */
+static int vcpu_state_get(struct snap_image *img, uint32_t index, struct snap_vcpu_state **out,
+			  struct wisp_err *err)
 {
 	const uint8_t *data;
 	size_t len;
@@ -156,14 +176,64 @@ int snap_vcpu_restore(int vcpu_fd, uint32_t index, struct snap_image *img,
 		return r;
 	if (len < sizeof(struct snap_vcpu_state))
 		return wisp_err_set(err, EINVAL, "vCPU %u state is %zu bytes, too short", index, len);
-	_cleanup_free_ struct snap_vcpu_state *s = malloc(len);
+	struct snap_vcpu_state *s = malloc(len);
 	if (!s)
 		return wisp_err_set(err, ENOMEM, "no memory for vCPU %u state", index);
 	memcpy(s, data, len);
-	if (s->nr_msrs > SNAP_MSRS_MAX ||
-	    len != sizeof(*s) + s->nr_msrs * sizeof(struct kvm_msr_entry))
-		return wisp_err_set(err, EINVAL, "vCPU %u state: %u MSRs do not fit its %zu bytes",
-				    index, s->nr_msrs, len);
+	if (s->nr_msrs > SNAP_MSRS_MAX || s->nr_cpuid == 0 || s->nr_cpuid > CPU_CPUID_MAX ||
+	    len != vcpu_state_size(s->nr_msrs, s->nr_cpuid)) {
+		wisp_err_set(err, EINVAL,
+			     "vCPU %u state: %u MSRs and %u CPUID entries do not fit its %zu bytes",
+			     index, s->nr_msrs, s->nr_cpuid, len);
+		free(s);
+		return -EINVAL;
+	}
+	*out = s;
+	return 0;
+}
+
+/* The saved CPUID entries as a kvm_cpuid2 with room for CPU_CPUID_MAX. */
+static struct kvm_cpuid2 *vcpu_cpuid_table(const struct snap_vcpu_state *s)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + CPU_CPUID_MAX * sizeof(struct kvm_cpuid_entry2));
+	if (!c)
+		return NULL;
+	c->nent = s->nr_cpuid;
+	memcpy(c->entries, (const uint8_t *)s->msrs + s->nr_msrs * sizeof(struct kvm_msr_entry),
+	       s->nr_cpuid * sizeof(struct kvm_cpuid_entry2));
+	return c;
+}
+
+int snap_vcpu_cpuid(struct snap_image *img, uint32_t index, struct kvm_cpuid2 **out,
+		    struct wisp_err *err)
+{
+	_cleanup_free_ struct snap_vcpu_state *s = NULL;
+	int r = vcpu_state_get(img, index, &s, err);
+	if (r < 0)
+		return r;
+	*out = vcpu_cpuid_table(s);
+	if (!*out)
+		return wisp_err_set(err, ENOMEM, "no memory for vCPU %u CPUID", index);
+	return 0;
+}
+
+int snap_vcpu_restore(int vcpu_fd, uint32_t index, struct snap_image *img,
+		      struct wisp_err *err)
+{
+	_cleanup_free_ struct snap_vcpu_state *s = NULL;
+	int r = vcpu_state_get(img, index, &s, err);
+	if (r < 0)
+		return r;
+	/* The guest's own CPUID before anything else: KVM checks MSRs and
+	 * XSAVE state against it. Replaces the table this host would give a
+	 * fresh vCPU. */
+	_cleanup_free_ struct kvm_cpuid2 *cpuid = vcpu_cpuid_table(s);
+	if (!cpuid)
+		return wisp_err_set(err, ENOMEM, "no memory for vCPU %u CPUID", index);
+	r = xioctl(vcpu_fd, KVM_SET_CPUID2, cpuid);
+	if (r < 0)
+		return wisp_err_sys(err, -r, "vCPU %u: KVM_SET_CPUID2 with the snapshot's CPUID",
+				    index);
 
 	if (s->tsc_khz) {
 		r = xioctl(vcpu_fd, KVM_GET_TSC_KHZ, NULL);

@@ -4,7 +4,9 @@
 #include "snapshot.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include "common/cleanup.h"
 #include "common/io.h"
 #include "common/log.h"
+#include "cpu.h"
 #include "i8042.h"
 #include "serial.h"
 #include "vcpu.h"
@@ -235,13 +238,20 @@ int snap_vm_create(struct vm *vm, const struct snap_create_req *req, struct wisp
 	if (diff && !vm->cfg.machine.track_dirty_pages)
 		return wisp_err_set(err, EINVAL,
 				    "a Diff snapshot needs track_dirty_pages (machine-config, or snapshot/load)");
+	/* A diff is the pages written since its base: without one there is
+	 * nothing its memory file could be merged onto. */
+	if (diff && !vm->snap_id)
+		return wisp_err_set(err, EINVAL,
+				    "a Diff snapshot needs a base: take a Full snapshot of this VM first (or load one)");
 	uint64_t t0 = wisp_now_ns();
+	const uint64_t snap_id = snap_new_id(), base_id = diff ? vm->snap_id : 0;
 	struct snap_writer w;
 	int r = snap_writer_init(&w, vm->mem.ram_size, diff ? SNAP_F_DIFF : 0);
 	if (r < 0) {
 		*err = w.err;
 		return r;
 	}
+	snap_writer_ids(&w, snap_id, base_id);
 	uint64_t *bm[GMEM_MAX_REGIONS] = { 0 };
 	char mem_tmp[PATH_MAX] = "", state_tmp[PATH_MAX] = "";
 	const uint8_t *buf;
@@ -256,7 +266,7 @@ int snap_vm_create(struct vm *vm, const struct snap_create_req *req, struct wisp
 		took = true;
 	}
 	r = snap_mem_write(&vm->mem, req->mem_file_path,
-			   diff ? (const uint64_t *const *)bm : NULL, mem_tmp, err);
+			   diff ? (const uint64_t *const *)bm : NULL, snap_id, base_id, mem_tmp, err);
 	if (r < 0)
 		goto out;
 	r = snap_state_write_tmp(req->snapshot_path, buf, len, state_tmp, sizeof(state_tmp), err);
@@ -267,8 +277,13 @@ int snap_vm_create(struct vm *vm, const struct snap_create_req *req, struct wisp
 	r = snap_commit(mem_tmp, req->mem_file_path, state_tmp, req->snapshot_path, err);
 	if (r == 0) {
 		took = false;  /* the pages are in this snapshot: the next diff starts here */
-		wlog_info("%s snapshot: %zu bytes of state, %llu MiB of RAM, in %llu us",
-			  diff ? "diff" : "full", len, (unsigned long long)(vm->mem.ram_size >> 20),
+		vm->snap_id = snap_id;
+		char base[40] = "";
+		if (diff)
+			snprintf(base, sizeof(base), " (base %016llx)", (unsigned long long)base_id);
+		wlog_info("%s snapshot: id %016llx%s, %zu bytes of state, %llu MiB of RAM, in %llu us",
+			  diff ? "diff" : "full", (unsigned long long)snap_id, base, len,
+			  (unsigned long long)(vm->mem.ram_size >> 20),
 			  (unsigned long long)((wisp_now_ns() - t0) / 1000));
 	}
 out:
@@ -281,9 +296,24 @@ out:
 
 /* ---- load ---- */
 
-/* The snapshot's configuration with the load's overrides; the VMM's own
- * logger and metrics settings stay (a clone must not write to its
- * parent's files). */
+/* The saved CPUID of every vCPU against what this host's KVM supports,
+ * before the VM exists (a refused load leaves the VMM fresh). */
+static int check_cpuid(struct snap_image *img, const struct vm_config *cfg, struct wisp_err *err)
+{
+	_cleanup_close_ int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0)
+		return wisp_err_sys(err, errno, "opening /dev/kvm");
+	_cleanup_free_ struct kvm_cpuid2 *supported = NULL;
+	int r = cpu_supported_cpuid(kvm, &supported, err);
+	if (r < 0)
+		return r;
+	return snap_cpuid_verify(img, supported, (int)cfg->machine.vcpu_count,
+				 cfg->machine.smt ? 2 : 1, err);
+}
+
+/* The snapshot's configuration with the load's overrides, and its vCPUs'
+ * CPUID checked against this host; the VMM's own logger and metrics
+ * settings stay (a clone must not write to its parent's files). */
 static int load_config(struct snap_image *img, const struct snap_load_req *req,
 		       struct vm_config *cur, struct vm_config *out, struct wisp_err *err)
 {
@@ -310,7 +340,7 @@ static int load_config(struct snap_image *img, const struct snap_load_req *req,
 				    out->machine.mem_size_mib,
 				    (unsigned long long)img->hdr.mem_size);
 	}
-	if ((r = snap_apply_overrides(out, req, err)) < 0) {
+	if ((r = snap_apply_overrides(out, req, err)) < 0 || (r = check_cpuid(img, out, err)) < 0) {
 		vmcfg_free(out);
 		return r;
 	}
@@ -349,7 +379,7 @@ int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err
 	int r = snap_read_file(req->snapshot_path, &img, err);
 	if (r < 0)
 		return r;
-	_cleanup_close_ int fd = snap_mem_open(req->mem_path, img.hdr.mem_size, err);
+	_cleanup_close_ int fd = snap_mem_open(req->mem_path, &img.hdr, err);
 	if (fd < 0) {
 		snap_image_free(&img);
 		return fd;
@@ -362,6 +392,7 @@ int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err
 	}
 	vmcfg_free(&vm->cfg);
 	vm->cfg = cfg;
+	vm->snap_id = img.hdr.snap_id;
 	uint64_t t1 = wisp_now_ns();
 	r = vm_build_restored(vm, fd, err);
 	uint64_t t2 = wisp_now_ns();

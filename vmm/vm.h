@@ -64,6 +64,8 @@ struct vm {
 	int serial_out_fd;              /* guest console (default 1) */
 	int serial_in_fd;               /* host input for the console; -1: none */
 	bool config_error;              /* vm_build failed on its inputs (kernel, initrd, sizes) */
+	uint64_t snap_id;               /* the snapshot this VM's dirty log counts from (the
+					 * last one taken or the one loaded); 0: none */
 };
 
 /* The command line used when boot-source gives no boot_args. */

@@ -1,14 +1,12 @@
-/* Snapshot state file encoding and memory files: round trips and every
- * refusal a damaged or foreign file must get. */
+/* Snapshot state file encoding and the API request bodies: round trips and
+ * every refusal a damaged or foreign file must get. Memory files:
+ * test_snapshot_mem.c. */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -176,9 +174,12 @@ Test(snapshot, refuses_other_version_arch_magic)
 	size_t len;
 	uint8_t *buf = build_image(&len);
 	struct snap_header *h = (struct snap_header *)buf;
-	h->version = 2;
+	h->version = 1;    /* before snapshot ids, CPUID and device state */
 	reseal(buf, len);
-	expect_refused(buf, len, "format version 2");
+	expect_refused(buf, len, "format version 1; this wisp-vmm reads version 2");
+	h->version = SNAP_FORMAT_VERSION + 1;
+	reseal(buf, len);
+	expect_refused(buf, len, "format version 3");
 	h->version = SNAP_FORMAT_VERSION;
 	h->arch = 183; /* aarch64 */
 	reseal(buf, len);
@@ -194,6 +195,29 @@ Test(snapshot, refuses_other_version_arch_magic)
 	h->mem_size = 12345;
 	reseal(buf, len);
 	expect_refused(buf, len, "whole number of pages");
+	h->mem_size = 128ull << 20;
+	/* ids: a Full has a snapshot id and no base, a Diff both */
+	uint64_t id = h->snap_id;
+	cr_assert_neq(id, 0);
+	h->snap_id = 0;
+	reseal(buf, len);
+	expect_refused(buf, len, "do not fit a Full snapshot");
+	h->snap_id = id;
+	h->base_id = 7;
+	reseal(buf, len);
+	expect_refused(buf, len, "do not fit a Full snapshot");
+	h->base_id = 0;
+	h->flags = SNAP_F_DIFF;
+	reseal(buf, len);
+	expect_refused(buf, len, "do not fit a Diff snapshot");
+	h->base_id = 7;
+	reseal(buf, len);
+	struct snap_image img;
+	struct wisp_err e = { 0 };
+	cr_assert_eq(snap_parse(buf, len, &img, &e), 0, "%s", e.msg);
+	cr_assert_eq(img.hdr.snap_id, id);
+	cr_assert_eq(img.hdr.base_id, 7);
+	snap_image_free(&img);
 	free(buf);
 }
 
@@ -283,192 +307,7 @@ Test(snapshot, writer_refusals)
 	snap_writer_free(&w);
 }
 
-/* Memory files */
-
 #define PG 4096u
-
-static struct gmem fake_mem(uint8_t **lo, uint8_t **hi)
-{
-	struct gmem m = { 0 };
-	*lo = calloc(16, PG);
-	*hi = calloc(8, PG);
-	m.regions[0] = (struct gmem_region){ .gpa = 0, .size = 16 * PG, .host = *lo };
-	m.regions[1] = (struct gmem_region){ .gpa = 1ull << 32, .size = 8 * PG, .host = *hi,
-					     .file_off = 16 * PG };
-	m.nr_regions = 2;
-	m.ram_size = 24 * PG;
-	return m;
-}
-
-static uint8_t *read_all(const char *path, size_t *len)
-{
-	char *b;
-	struct wisp_err e = { 0 };
-	cr_assert_eq(wisp_read_file(path, 1 << 24, &b, len, &e), 0, "%s", e.msg);
-	return (uint8_t *)b;
-}
-
-static bool is_data(int fd, off_t off)
-{
-	off_t d = lseek(fd, off, SEEK_DATA);
-	return d == off;
-}
-
-static int count_entries(void)
-{
-	DIR *d = opendir(dir);
-	int n = 0;
-	struct dirent *de;
-	while ((de = readdir(d)))
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
-Test(snapshot, mem_full_is_sparse_and_exact)
-{
-	uint8_t *lo, *hi;
-	struct gmem m = fake_mem(&lo, &hi);
-	memset(lo + 1 * PG, 0xaa, PG);
-	lo[5 * PG + 100] = 7;
-	memset(hi + 7 * PG, 0x55, PG);
-	char path[128];
-	snprintf(path, sizeof(path), "%s/mem", dir);
-	struct wisp_err e = { 0 };
-	cr_assert_eq(snap_mem_write(&m, path, NULL, NULL, &e), 0, "%s", e.msg);
-	size_t len;
-	uint8_t *f = read_all(path, &len);
-	cr_assert_eq(len, 24 * PG);
-	cr_assert_eq(memcmp(f, lo, 16 * PG), 0);
-	cr_assert_eq(memcmp(f + 16 * PG, hi, 8 * PG), 0);
-	free(f);
-	int fd = snap_mem_open(path, 24 * PG, &e);
-	cr_assert_geq(fd, 0, "%s", e.msg);
-	cr_assert(is_data(fd, 1 * PG));
-	cr_assert(is_data(fd, 5 * PG));
-	cr_assert(is_data(fd, 23 * PG));
-	cr_assert_not(is_data(fd, 0));
-	cr_assert_not(is_data(fd, 10 * PG));
-	struct stat st;
-	fstat(fd, &st);
-	cr_assert_leq(st.st_blocks * 512, 4 * PG, "zero pages were written: %lld blocks",
-		      (long long)st.st_blocks);
-	close(fd);
-	cr_assert_eq(count_entries(), 1, "a temporary file was left behind");
-	free(lo);
-	free(hi);
-}
-
-Test(snapshot, mem_open_refusals)
-{
-	char path[128];
-	snprintf(path, sizeof(path), "%s/mem", dir);
-	struct wisp_err e = { 0 };
-	cr_assert_eq(snap_mem_open(path, 1 << 20, &e), -ENOENT);
-	cr_assert(strstr(e.msg, "No such file") != NULL, "%s", e.msg);
-	int fd = open(path, O_CREAT | O_WRONLY, 0600);
-	cr_assert_eq(ftruncate(fd, 1 << 19), 0);
-	close(fd);
-	cr_assert_eq(snap_mem_open(path, 1 << 20, &e), -EINVAL);
-	cr_assert(strstr(e.msg, "is 524288 bytes; the snapshot's guest memory is 1048576") != NULL,
-		  "%s", e.msg);
-	cr_assert_eq(snap_mem_open(dir, 1 << 20, &e), -EINVAL);
-}
-
-Test(snapshot, mem_diff_and_merge)
-{
-	uint8_t *lo, *hi;
-	struct gmem m = fake_mem(&lo, &hi);
-	memset(lo + 2 * PG, 0x11, PG);
-	memset(lo + 3 * PG, 0x22, PG);
-	memset(hi + 1 * PG, 0x33, PG);
-	char base[128], diffp[128];
-	snprintf(base, sizeof(base), "%s/base", dir);
-	snprintf(diffp, sizeof(diffp), "%s/diff", dir);
-	struct wisp_err e = { 0 };
-	cr_assert_eq(snap_mem_write(&m, base, NULL, NULL, &e), 0, "%s", e.msg);
-
-	/* the guest changes pages: one rewritten, one zeroed, one new */
-	memset(lo + 2 * PG, 0x44, PG);
-	memset(lo + 3 * PG, 0, PG);
-	memset(hi + 4 * PG, 0x66, PG);
-	uint64_t bm_lo[1] = { (1u << 2) | (1u << 3) }, bm_hi[1] = { 1u << 4 };
-	const uint64_t *const dirty[GMEM_MAX_REGIONS] = { bm_lo, bm_hi };
-	cr_assert_eq(snap_mem_write(&m, diffp, dirty, NULL, &e), 0, "%s", e.msg);
-	int fd = snap_mem_open(diffp, 24 * PG, &e);
-	cr_assert_geq(fd, 0);
-	cr_assert(is_data(fd, 3 * PG), "a dirty zero page must be written in a diff");
-	cr_assert_not(is_data(fd, 16 * PG + 1 * PG), "clean pages must be holes in a diff");
-	close(fd);
-
-	cr_assert_eq(snap_mem_merge(base, diffp, &e), 0, "%s", e.msg);
-	size_t len;
-	uint8_t *f = read_all(base, &len);
-	cr_assert_eq(len, 24 * PG);
-	cr_assert_eq(memcmp(f, lo, 16 * PG), 0, "merged low RAM differs");
-	cr_assert_eq(memcmp(f + 16 * PG, hi, 8 * PG), 0, "merged high RAM differs");
-	free(f);
-	cr_assert_eq(count_entries(), 2);
-
-	/* refusals leave both files alone */
-	cr_assert_eq(snap_mem_merge(base, base, &e), -EINVAL);
-	cr_assert(strstr(e.msg, "same file") != NULL, "%s", e.msg);
-	int t = open(diffp, O_WRONLY);
-	cr_assert_eq(ftruncate(t, 8 * PG), 0);
-	close(t);
-	cr_assert_eq(snap_mem_merge(base, diffp, &e), -EINVAL);
-	cr_assert(strstr(e.msg, "its base") != NULL, "%s", e.msg);
-	f = read_all(base, &len);
-	cr_assert_eq(memcmp(f, lo, 16 * PG), 0);
-	free(f);
-	cr_assert_eq(count_entries(), 2);
-	free(lo);
-	free(hi);
-}
-
-Test(snapshot, failed_create_leaves_nothing)
-{
-	uint8_t *lo, *hi;
-	struct gmem m = fake_mem(&lo, &hi);
-	memset(lo, 1, 16 * PG);
-	memset(hi, 2, 8 * PG);
-	char path[128];
-	snprintf(path, sizeof(path), "%s/mem", dir);
-	/* an existing snapshot must survive a failed overwrite */
-	int fd = open(path, O_CREAT | O_WRONLY, 0600);
-	cr_assert_eq(write(fd, "old", 3), 3);
-	close(fd);
-	signal(SIGXFSZ, SIG_IGN);
-	struct rlimit rl = { 8 * PG, RLIM_INFINITY };
-	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
-	struct wisp_err e = { 0 };
-	cr_assert_lt(snap_mem_write(&m, path, NULL, NULL, &e), 0);
-	cr_assert_eq(count_entries(), 1, "a temporary file was left behind");
-	size_t len;
-	uint8_t *f = read_all(path, &len);
-	cr_assert_eq(len, 3);
-	free(f);
-
-	/* state + memory committed together; a failed state write keeps both */
-	char state[128], mtmp[4096], stmp[4096];
-	snprintf(state, sizeof(state), "%s/nodir/state", dir);
-	cr_assert_lt(snap_state_write_tmp(state, (const uint8_t *)"x", 1, stmp, sizeof(stmp), &e), 0);
-	cr_assert_eq(count_entries(), 1);
-	rl.rlim_cur = RLIM_INFINITY;
-	cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
-	snprintf(state, sizeof(state), "%s/state", dir);
-	cr_assert_eq(snap_mem_write(&m, path, NULL, mtmp, &e), 0, "%s", e.msg);
-	cr_assert_eq(snap_state_write_tmp(state, (const uint8_t *)"xyz", 3, stmp, sizeof(stmp), &e), 0);
-	cr_assert_eq(count_entries(), 3);
-	cr_assert_eq(snap_commit(mtmp, path, stmp, state, &e), 0, "%s", e.msg);
-	cr_assert_eq(count_entries(), 2);
-	f = read_all(path, &len);
-	cr_assert_eq(len, 24 * PG);
-	free(f);
-	free(lo);
-	free(hi);
-}
 
 /* API request bodies */
 

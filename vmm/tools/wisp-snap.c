@@ -1,15 +1,20 @@
 /* wisp-snap: offline tool for snapshot files.
  *
- *   wisp-snap info STATE [MEM]   check a state file (and its memory file's
- *                                size) and list its sections
+ *   wisp-snap info STATE [MEM]   check a state file (and that MEM is a
+ *                                memory file it loads with) and list its
+ *                                sections
  *   wisp-snap merge BASE DIFF    apply a diff snapshot's memory file onto its
- *                                base memory file (atomically replaces BASE)
+ *                                base's memory file: BASE is replaced
+ *                                (atomically) by a Full memory file that loads
+ *                                with the diff's state file
  *
  * Exit status: 0 done, 1 a file was refused or an operation failed, 153 bad
  * arguments.
  */
 #include <inttypes.h>
+#include <linux/kvm.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -38,19 +43,31 @@ static int cmd_info(const char *state, const char *mem)
 	printf("guest memory %" PRIu64 " bytes (%" PRIu64 " MiB), %s memory file\n",
 	       img.hdr.mem_size, img.hdr.mem_size >> 20,
 	       (img.hdr.flags & SNAP_F_DIFF) ? "diff" : "full");
+	if (img.hdr.flags & SNAP_F_DIFF)
+		printf("snapshot %016" PRIx64 ", a diff of snapshot %016" PRIx64
+		       ": loads with its memory file merged onto that snapshot's\n",
+		       img.hdr.snap_id, img.hdr.base_id);
+	else
+		printf("snapshot %016" PRIx64 "\n", img.hdr.snap_id);
 	for (uint32_t i = 0; i < img.nr_sections; i++) {
 		const struct snap_section_hdr *h = &img.sections[i].hdr;
-		printf("  %-13s instance %-3" PRIu32 " version %-3" PRIu32 " %8" PRIu32 " bytes\n",
+		printf("  %-13s instance %-3" PRIu32 " version %-3" PRIu32 " %8" PRIu32 " bytes",
 		       snap_section_name(h->id), h->instance, h->version, h->len);
+		struct kvm_cpuid2 *cpuid = NULL;
+		if (h->id == SNAP_SEC_VCPU && snap_vcpu_cpuid(&img, h->instance, &cpuid, &err) == 0)
+			printf(", %" PRIu32 " CPUID entries", cpuid->nent);
+		free(cpuid);
+		printf("\n");
 	}
 	int rc = 0;
 	if (mem) {
-		int fd = snap_mem_open(mem, img.hdr.mem_size, &err);
+		int fd = snap_mem_open(mem, &img.hdr, &err);
 		if (fd < 0) {
 			fprintf(stderr, "wisp-snap: %s\n", err.msg);
 			rc = 1;
 		} else {
-			printf("memory file %s: size matches\n", mem);
+			printf("memory file %s: size matches, snapshot %016" PRIx64 " (loads)\n",
+			       mem, img.hdr.snap_id);
 			close(fd);
 		}
 	}
@@ -70,10 +87,12 @@ int main(int argc, char **argv)
 	}
 	if (argc == 4 && !strcmp(argv[1], "merge")) {
 		struct wisp_err err = { 0 };
-		if (snap_mem_merge(argv[2], argv[3], &err) < 0) {
+		struct snap_mem_footer f;
+		if (snap_mem_merge(argv[2], argv[3], &f, &err) < 0) {
 			fprintf(stderr, "wisp-snap: %s\n", err.msg);
 			return 1;
 		}
+		printf("%s: Full memory file of snapshot %016" PRIx64 "\n", argv[2], f.snap_id);
 		return 0;
 	}
 	return usage();

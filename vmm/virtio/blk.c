@@ -12,6 +12,7 @@
 #include "vmm/evloop.h"
 #include "vmm/metrics.h"
 #include "vmm/ratelimit.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 #include "vmm/virtio/backend.h"
 #include "vmm/virtio/virtio.h"
@@ -297,6 +298,60 @@ static void blk_destroy(struct virtio_mmio_dev *d)
 	blkfile_close(&b->file);
 }
 
+/* Snapshot state (SNAP_SEC_VIRTIO_BLK): what the guest was told about the
+ * disk. The transport saves features and queue positions. */
+#define SNAP_BLK_VERSION 1u
+
+struct snap_blk_state {
+	char drive_id[VMCFG_ID_MAX + 1];
+	uint8_t read_only;
+	uint8_t pad[6];
+	uint64_t capacity;               /* sectors */
+	struct virtio_blk_config config;
+	uint8_t pad2[4];
+};
+_Static_assert(sizeof(struct snap_blk_state) == 144, "snap_blk_state layout");
+
+static int blk_snap_save(struct virtio_mmio_dev *d, uint32_t slot, struct snap_writer *w)
+{
+	const struct blk *b = d->priv;
+	struct snap_blk_state s;
+	memset(&s, 0, sizeof(s));
+	snprintf(s.drive_id, sizeof(s.drive_id), "%s", b->drive_id);
+	s.read_only = b->file.read_only;
+	s.capacity = b->capacity;
+	s.config = b->config;
+	return snap_put(w, SNAP_SEC_VIRTIO_BLK, SNAP_BLK_VERSION, slot, &s, sizeof(s));
+}
+
+/* The disk the guest knew: same drive, mode and size. The drive may be
+ * another file (drive_overrides), a copy of the disk at snapshot time. */
+static int blk_snap_restore(struct virtio_mmio_dev *d, uint32_t slot, struct snap_image *img,
+			    struct wisp_err *err)
+{
+	struct blk *b = d->priv;
+	struct snap_blk_state s;
+	int r = snap_get(img, SNAP_SEC_VIRTIO_BLK, SNAP_BLK_VERSION, slot, &s, sizeof(s), err);
+	if (r < 0)
+		return r;
+	s.drive_id[sizeof(s.drive_id) - 1] = '\0';
+	if (strcmp(s.drive_id, b->drive_id) != 0)
+		return wisp_err_set(err, EINVAL,
+				    "virtio slot %u: the snapshot has drive \"%s\" there, the restored VM has drive \"%s\"",
+				    slot, s.drive_id, b->drive_id);
+	if ((s.read_only != 0) != b->file.read_only)
+		return wisp_err_set(err, EINVAL, "drive %s: %s in the snapshot, %s here", b->drive_id,
+				    s.read_only ? "read-only" : "read-write",
+				    b->file.read_only ? "read-only" : "read-write");
+	if (s.capacity != b->capacity || s.config.capacity != s.capacity)
+		return wisp_err_set(err, EINVAL,
+				    "drive %s: the guest knows a disk of %llu sectors, its file here has %llu; give the clone a copy of the disk as it was at snapshot time",
+				    b->drive_id, (unsigned long long)s.config.capacity,
+				    (unsigned long long)b->capacity);
+	b->config = s.config;
+	return 0;
+}
+
 static const struct virtio_dev_ops blk_ops = {
 	.name = "blk",
 	.device_id = VIRTIO_ID_BLOCK,
@@ -306,6 +361,8 @@ static const struct virtio_dev_ops blk_ops = {
 	.config_read = blk_config_read,
 	.queue_notify = blk_process,
 	.destroy = blk_destroy,
+	.snap_save = blk_snap_save,
+	.snap_restore = blk_snap_restore,
 };
 
 int virtio_blk_create(const struct gmem *mem, struct evloop *loop, const struct vmcfg_drive *cfg,

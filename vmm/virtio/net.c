@@ -15,6 +15,7 @@
 #include "vmm/evloop.h"
 #include "vmm/metrics.h"
 #include "vmm/ratelimit.h"
+#include "vmm/snapshot.h"
 #include "vmm/vm.h"
 #include "vmm/virtio/backend.h"
 #include "vmm/virtio/virtio.h"
@@ -245,11 +246,9 @@ static int net_activate(struct virtio_mmio_dev *d)
 	return 0;
 }
 
-static bool net_apply_offload(struct net *n)
+/* TUN_F_* for what the guest accepts. */
+static unsigned int net_offload_flags(const struct virtio_mmio_dev *d)
 {
-	struct virtio_mmio_dev *d = &n->dev;
-	if (!n->offload_pending)
-		return true;
 	unsigned int off = 0;
 	if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_CSUM)) {
 		off |= TAP_OFFLOAD_CSUM;
@@ -258,6 +257,15 @@ static bool net_apply_offload(struct net *n)
 		if (virtio_has_feature(d, VIRTIO_NET_F_GUEST_TSO6))
 			off |= TAP_OFFLOAD_TSO6;
 	}
+	return off;
+}
+
+static bool net_apply_offload(struct net *n)
+{
+	struct virtio_mmio_dev *d = &n->dev;
+	if (!n->offload_pending)
+		return true;
+	unsigned int off = net_offload_flags(d);
 	struct wisp_err e = { 0 };
 	if (tap_set_offload(n->tap_fd, off, &e) < 0) {
 		wlog_warn("%s: %s", d->name, e.msg);
@@ -293,6 +301,62 @@ static void net_destroy(struct virtio_mmio_dev *d)
 	n->tap_fd = -1;
 }
 
+/* Snapshot state (SNAP_SEC_VIRTIO_NET): the config space the guest read
+ * (its MAC) and the offloads it negotiated. The transport saves features
+ * and queue positions; a frame read from the tap and not yet delivered is
+ * dropped, as a network may. */
+#define SNAP_NET_VERSION 1u
+
+struct snap_net_state {
+	char iface_id[VMCFG_ID_MAX + 1];
+	uint8_t pad[3];
+	uint32_t tap_offload;            /* TUN_F_* the negotiated features give the tap */
+	struct virtio_net_config config;
+	uint8_t pad2[6];
+};
+_Static_assert(sizeof(struct snap_net_state) == 88, "snap_net_state layout");
+
+static int net_snap_save(struct virtio_mmio_dev *d, uint32_t slot, struct snap_writer *w)
+{
+	const struct net *n = d->priv;
+	struct snap_net_state s;
+	memset(&s, 0, sizeof(s));
+	snprintf(s.iface_id, sizeof(s.iface_id), "%s", n->iface_id);
+	s.tap_offload = (d->status & VIRTIO_STATUS_DRIVER_OK) ? net_offload_flags(d) : 0;
+	s.config = n->config;
+	return snap_put(w, SNAP_SEC_VIRTIO_NET, SNAP_NET_VERSION, slot, &s, sizeof(s));
+}
+
+/* Same interface, the MAC the guest knows; the tap (perhaps another one,
+ * network_overrides) gets the saved offloads when the device starts. */
+static int net_snap_restore(struct virtio_mmio_dev *d, uint32_t slot, struct snap_image *img,
+			    struct wisp_err *err)
+{
+	struct net *n = d->priv;
+	struct snap_net_state s;
+	int r = snap_get(img, SNAP_SEC_VIRTIO_NET, SNAP_NET_VERSION, slot, &s, sizeof(s), err);
+	if (r < 0)
+		return r;
+	s.iface_id[sizeof(s.iface_id) - 1] = '\0';
+	if (strcmp(s.iface_id, n->iface_id) != 0)
+		return wisp_err_set(err, EINVAL,
+				    "virtio slot %u: the snapshot has network interface \"%s\" there, the restored VM has \"%s\"",
+				    slot, s.iface_id, n->iface_id);
+	const uint8_t *m = s.config.mac, *c = n->config.mac;
+	if ((d->device_features & VIRTIO_BIT(VIRTIO_NET_F_MAC)) && memcmp(m, c, 6) != 0)
+		return wisp_err_set(err, EINVAL,
+				    "network interface %s: the guest has MAC %02x:%02x:%02x:%02x:%02x:%02x, the configuration gives %02x:%02x:%02x:%02x:%02x:%02x",
+				    n->iface_id, m[0], m[1], m[2], m[3], m[4], m[5], c[0], c[1], c[2],
+				    c[3], c[4], c[5]);
+	unsigned int off = (d->status & VIRTIO_STATUS_DRIVER_OK) ? net_offload_flags(d) : 0;
+	if (s.tap_offload != off)
+		return wisp_err_set(err, EINVAL,
+				    "network interface %s: saved offloads 0x%x do not match the negotiated features (0x%x)",
+				    n->iface_id, s.tap_offload, off);
+	n->config = s.config;
+	return 0;
+}
+
 static const struct virtio_dev_ops net_ops = {
 	.name = "net",
 	.device_id = VIRTIO_ID_NET,
@@ -304,6 +368,8 @@ static const struct virtio_dev_ops net_ops = {
 	.reset = net_reset,
 	.queue_notify = net_notify,
 	.destroy = net_destroy,
+	.snap_save = net_snap_save,
+	.snap_restore = net_snap_restore,
 };
 
 int virtio_net_create(const struct gmem *mem, struct evloop *loop, const struct vmcfg_net *cfg,

@@ -23,6 +23,8 @@
 struct vm;
 struct evloop;
 struct metrics_dev;
+struct snap_writer;
+struct snap_image;
 
 /* ---- virtio constants (virtio 1.2, sections 2, 4.2, 5) ---- */
 
@@ -194,6 +196,14 @@ struct virtio_dev_ops {
 	/* a queue was kicked (VMM thread, lock held, device active) */
 	void (*queue_notify)(struct virtio_mmio_dev *d, int qi);
 	void (*destroy)(struct virtio_mmio_dev *d);
+	/* Snapshots (snapshot_dev.c), lock held: the device's own state
+	 * struct under its own section id, instance = slot. restore runs on a
+	 * device freshly built from the snapshot's configuration, after the
+	 * transport's registers are back and before the backend starts, and
+	 * refuses state that does not fit this device. NULL: no own state. */
+	int (*snap_save)(struct virtio_mmio_dev *d, uint32_t slot, struct snap_writer *w);
+	int (*snap_restore)(struct virtio_mmio_dev *d, uint32_t slot, struct snap_image *img,
+			    struct wisp_err *err);
 };
 
 struct virtio_mmio_dev {
