@@ -5,7 +5,9 @@
 # resume, count on, pause, Diff snapshot; the VMM is killed. Then two VMMs
 # restore the Full snapshot at once from the same files (MAP_PRIVATE) and
 # both go on from the saved count; a third restores the Diff merged onto
-# the Full with wisp-snap merge and goes on from the newer count.
+# the Full with wisp-snap merge and goes on from the newer count. The
+# Diff's memory file alone, and the Full's not yet merged with it, are
+# refused before any vCPU runs (exit 152), and nothing on disk changes.
 # lane-guest: tiny
 # lane-timeout: 240
 set -uo pipefail
@@ -60,11 +62,12 @@ sleep 0.5
 saved1=$(last_count "$T/orig.out")
 code=$(api PUT /snapshot/create "{\"snapshot_type\": \"Full\", \"snapshot_path\": \"$T/full.state\", \"mem_file_path\": \"$T/full.mem\"}")
 [ "$code" = 204 ] || { lane_show "$T/orig.log"; lane_fail "full snapshot: HTTP $code $(cat "$T/api.body")"; }
-[ "$(stat -c %s "$T/full.mem")" -eq $((128 << 20)) ] || lane_fail "full.mem is not 128 MiB"
+[ "$(stat -c %s "$T/full.mem")" -eq $(((128 << 20) + 4096)) ] || lane_fail "full.mem is not 128 MiB and the footer page"
 full_kib=$(du -k "$T/full.mem" | cut -f1)
 [ "$full_kib" -lt 16384 ] || lane_fail "full.mem is not sparse: $full_kib KiB allocated"
 "$WISP_BIN/wisp-snap" info "$T/full.state" "$T/full.mem" >"$T/info" || { cat "$T/info"; lane_fail "wisp-snap info refused the snapshot"; }
-grep -q 'vcpu          instance 0' "$T/info" || { cat "$T/info"; lane_fail "no vCPU state in the state file"; }
+grep -q 'vcpu          instance 0 .* [0-9][0-9]* CPUID entries' "$T/info" || { cat "$T/info"; lane_fail "no vCPU state with its CPUID in the state file"; }
+grep -q '(loads)' "$T/info" || { cat "$T/info"; lane_fail "wisp-snap info: full.mem does not load with full.state"; }
 
 # count on, then a diff
 n=$(counts "$T/orig.out" | wc -l)
@@ -81,6 +84,21 @@ diff_kib=$(du -k "$T/diff.mem" | cut -f1)
 kill -KILL $ORIG; wait $ORIG 2>/dev/null
 echo "lane-figure: snapshot-tiny full.mem ${full_kib} KiB allocated, diff.mem ${diff_kib} KiB, state $(stat -c %s "$T/full.state") B"
 [ "$diff_kib" -le "$full_kib" ] || lane_fail "the diff ($diff_kib KiB) is larger than the full snapshot ($full_kib KiB)"
+
+# refused before any vCPU runs: the diff's memory file alone, and the full
+# one not yet merged with the diff; no file changes
+sums=$(sha256sum "$T/full.state" "$T/full.mem" "$T/diff.state" "$T/diff.mem")
+expect_refused() { # expect_refused MEM PATTERN WHAT
+	timeout 60 "$WISP_BIN/wisp-vmm" --no-api --restore-from "$T/diff.state" --mem-file "$1" \
+		</dev/null >"$T/refused.out" 2>&1
+	local rc=$?
+	[ "$rc" -eq 152 ] && grep -q "$2" "$T/refused.out" || { cat "$T/refused.out"; lane_fail "$3: exit $rc"; }
+	! grep -q 'count 0x' "$T/refused.out" || lane_fail "$3: the guest ran"
+	echo "refused: $3"
+}
+expect_refused "$T/diff.mem" "is a Diff snapshot's" "the diff's memory file alone"
+expect_refused "$T/full.mem" "not yet merged with the diff" "the full memory file, unmerged, with the diff's state"
+[ "$sums" = "$(sha256sum "$T/full.state" "$T/full.mem" "$T/diff.state" "$T/diff.mem")" ] || lane_fail "a refused load changed the snapshot files"
 
 # two clones of the full snapshot at once
 sha_before=$(sha256sum "$T/full.state" "$T/full.mem")
@@ -100,6 +118,8 @@ kill -KILL $C1 $C2; wait $C1 $C2 2>/dev/null
 # the diff, merged onto a copy of the full memory file
 cp "$T/full.mem" "$T/merged.mem"
 "$WISP_BIN/wisp-snap" merge "$T/merged.mem" "$T/diff.mem" || lane_fail "wisp-snap merge failed"
+"$WISP_BIN/wisp-snap" info "$T/diff.state" "$T/merged.mem" >"$T/info" 2>&1 && grep -q '(loads)' "$T/info" ||
+	{ cat "$T/info"; lane_fail "wisp-snap info: the merged memory file does not load with diff.state"; }
 "$WISP_BIN/wisp-vmm" --no-api --restore-from "$T/diff.state" --mem-file "$T/merged.mem" \
 	</dev/null >"$T/clone3.out" 2>"$T/clone3.log" &
 C3=$!; PIDS+=($C3)

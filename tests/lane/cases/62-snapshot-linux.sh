@@ -5,8 +5,10 @@
 # files, each with its own disk copy (drive_overrides) and vsock socket
 # (vsock_override): in each the process is still running, a new vsock
 # connection works, and a file written after the restore lands only in that
-# clone's disk. Then a Diff taken after more guest writes, merged onto the
-# Full with wisp-snap merge, restores to the newer state.
+# clone's disk. The state file holds each device's own state (block,
+# vsock) and each vCPU's CPUID; a clone given a disk of another size is
+# refused before any vCPU runs. Then a Diff taken after more guest writes,
+# merged onto the Full with wisp-snap merge, restores to the newer state.
 # lane-timeout: 900
 set -uo pipefail
 . lane/lib.sh
@@ -51,6 +53,10 @@ code=$(api "$T/orig.api" PUT /snapshot/create "{\"snapshot_type\": \"Full\", \"s
 [ "$code" = 204 ] || { lane_show "$T/orig.log" 30; lane_fail "full snapshot: HTTP $code $(cat "$T/api.body")"; }
 cp "$T/orig.ext4" "$T/full.ext4"    # the disk as it was at the snapshot
 echo "full snapshot: memory file $(du -k "$T/full.mem" | cut -f1) KiB allocated of 128 MiB"
+"$WISP_BIN/wisp-snap" info "$T/full.state" "$T/full.mem" >"$T/info" 2>&1 || { cat "$T/info"; lane_fail "wisp-snap info refused the full snapshot"; }
+for sec in 'virtio-blk    instance 0' 'virtio-vsock  instance 1' 'vcpu          instance 0 .* CPUID entries'; do
+	grep -q "$sec" "$T/info" && ok "state file: $sec" || { cat "$T/info"; bad "state file lacks /$sec/"; }
+done
 
 # more guest writes, then a diff
 code=$(api "$T/orig.api" PATCH /vm '{"state": "Resumed"}'); [ "$code" = 204 ] || lane_fail "resume: HTTP $code"
@@ -60,6 +66,14 @@ code=$(api "$T/orig.api" PUT /snapshot/create "{\"snapshot_type\": \"Diff\", \"s
 [ "$code" = 204 ] || { lane_show "$T/orig.log" 30; lane_fail "diff snapshot: HTTP $code $(cat "$T/api.body")"; }
 echo "diff snapshot: memory file $(du -k "$T/diff.mem" | cut -f1) KiB allocated"
 kill -KILL $ORIG; wait $ORIG 2>/dev/null
+
+# --- a clone with a disk of another size: refused, nothing runs -----------------
+cp "$T/full.ext4" "$T/big.ext4"; truncate -s +1M "$T/big.ext4"
+start_vmm big; B=$VPID
+code=$(api "$T/big.api" PUT /snapshot/load "{\"snapshot_path\": \"$T/full.state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$T/full.mem\"}, \"resume_vm\": true, \"vsock_override\": {\"uds_path\": \"$T/vb.sock\"}, \"drive_overrides\": [{\"drive_id\": \"rootfs\", \"path_on_host\": \"$T/big.ext4\"}]}")
+[ "$code" = 400 ] && grep -q 'drive rootfs: the guest knows a disk of' "$T/api.body" &&
+	ok "a clone with a disk of another size is refused: $(cat "$T/api.body")" || bad "bigger disk: HTTP $code $(cat "$T/api.body")"
+kill -KILL $B; wait $B 2>/dev/null
 
 # --- two clones at once ---------------------------------------------------------
 for i in 1 2; do
