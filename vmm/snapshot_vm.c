@@ -311,9 +311,25 @@ static int check_cpuid(struct snap_image *img, const struct vm_config *cfg, stru
 				 cfg->machine.smt ? 2 : 1, err);
 }
 
-/* The snapshot's configuration with the load's overrides, and its vCPUs'
- * CPUID checked against this host; the VMM's own logger and metrics
- * settings stay (a clone must not write to its parent's files). */
+/* Every drive's backing file opens as the block device will open it: a
+ * missing or unwritable disk is refused before the VM exists. */
+static int check_drives(const struct vm_config *cfg, struct wisp_err *err)
+{
+	for (int i = 0; i < cfg->nr_drives; i++) {
+		const struct vmcfg_drive *d = &cfg->drives[i];
+		int fd = open(d->path_on_host, (d->is_read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+		if (fd < 0)
+			return wisp_err_sys(err, errno, "drive %s: backing file %s", d->drive_id,
+					    d->path_on_host);
+		close(fd);
+	}
+	return 0;
+}
+
+/* The snapshot's configuration with the load's overrides, its drives'
+ * files and its vCPUs' CPUID checked against this host; the VMM's own
+ * logger and metrics settings stay (a clone must not write to its
+ * parent's files). */
 static int load_config(struct snap_image *img, const struct snap_load_req *req,
 		       struct vm_config *cur, struct vm_config *out, struct wisp_err *err)
 {
@@ -340,7 +356,8 @@ static int load_config(struct snap_image *img, const struct snap_load_req *req,
 				    out->machine.mem_size_mib,
 				    (unsigned long long)img->hdr.mem_size);
 	}
-	if ((r = snap_apply_overrides(out, req, err)) < 0 || (r = check_cpuid(img, out, err)) < 0) {
+	if ((r = snap_apply_overrides(out, req, err)) < 0 || (r = check_drives(out, err)) < 0 ||
+	    (r = check_cpuid(img, out, err)) < 0) {
 		vmcfg_free(out);
 		return r;
 	}

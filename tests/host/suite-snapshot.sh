@@ -3,8 +3,9 @@
 # --load-snapshot refuse a truncated state file, a flipped bit, another
 # format version or architecture, a memory file of the wrong size, a
 # missing one, one without a wisp footer, another snapshot's, a Diff's
-# memory file alone and a Diff's base not yet merged, each with its own
-# message and exit 152, before KVM is touched; nothing on disk changes.
+# memory file alone, a Diff's base not yet merged and a missing drive
+# backing file, each with its own message and exit 152, before KVM is
+# touched; nothing on disk changes.
 # wisp-snap info/merge on real files: a merged diff passes the memory
 # checks its unmerged parts fail.
 set -uo pipefail
@@ -14,7 +15,8 @@ VMM=$PWD/$BUILD/bin/wisp-vmm
 SNAP=$PWD/$BUILD/bin/wisp-snap
 SEED=$PWD/tests/fuzz/corpus/fuzz_snapshot/seed-vm2   # a valid Full state file, 128 MiB of RAM
 SEED_DIFF=$SEED-diff                                  # a Diff of it
-SEED_ID=$((0x5eed000000000001)) DIFF_ID=$((0x5eed000000000002))
+SEED_DRIVE=$SEED-drive   # a Full one whose root drive is /nonexistent/wisp-test/rootfs.ext4
+SEED_ID=$((0x5eed000000000001)) DIFF_ID=$((0x5eed000000000002)) DRIVE_ID=$((0x5eed000000000003))
 pass=0; fail=0; skip=0
 ok()  { pass=$((pass + 1)); echo "ok: $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
@@ -62,6 +64,7 @@ cp "$SEED_DIFF" "$tmp/dstate"
 memfile "$tmp/mem" $((128 << 20)) 0 $SEED_ID 0
 memfile "$tmp/dmem" $((128 << 20)) 1 $DIFF_ID $SEED_ID
 memfile "$tmp/other" $((128 << 20)) 0 $((0x0123456789abcdef)) 0
+memfile "$tmp/mem-drive" $((128 << 20)) 0 $DRIVE_ID 0
 truncate -s 64M "$tmp/mem-small"
 truncate -s 128M "$tmp/mem-raw"
 
@@ -106,6 +109,15 @@ refuse 'only "File"' "--load-snapshot with a Uffd backend" -- --load-snapshot "$
 printf '{"snapshot_path": "%s", "mem_file_path": "%s", "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap9"}]}\n' \
 	"$tmp/state" "$tmp/mem" > "$tmp/ovr.json"
 refuse 'no network interface eth0' "an override for an interface the snapshot lacks" -- --load-snapshot "$tmp/ovr.json"
+
+# A drive's backing file that is not there (the snapshot's own path, or a
+# drive_overrides path): refused before KVM.
+refuse 'drive rootfs: backing file /nonexistent/wisp-test/rootfs.ext4: No such file' \
+	"a missing drive backing file" -- --restore-from "$SEED_DRIVE" --mem-file "$tmp/mem-drive"
+printf '{"snapshot_path": "%s", "mem_file_path": "%s", "drive_overrides": [{"drive_id": "rootfs", "path_on_host": "%s"}]}\n' \
+	"$SEED_DRIVE" "$tmp/mem-drive" "$tmp/no-such-disk" > "$tmp/drv.json"
+refuse "drive rootfs: backing file $tmp/no-such-disk: No such file" \
+	"a drive_overrides path that is not there" -- --load-snapshot "$tmp/drv.json"
 
 # Flag combinations.
 timeout 10 "$VMM" --restore-from "$tmp/state" --no-api </dev/null >"$tmp/.o" 2>&1
