@@ -184,6 +184,7 @@ static const unsigned long vmm_ioctls[] = {
 	KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_FPU, KVM_GET_MSRS, KVM_GET_LAPIC,
 	KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS,
 	KVM_GET_MP_STATE, KVM_GET_TSC_KHZ, KVM_KVMCLOCK_CTRL,
+	KVM_GET_CPUID2,         /* snapshot: the CPUID the guest sees */
 	TUNSETOFFLOAD,          /* virtio-net feature negotiation (offloads) */
 	TUNSETVNETHDRSZ,        /* virtio-net header size after negotiation */
 	FIONBIO,                /* non-blocking sockets */
