@@ -233,18 +233,25 @@ struct kvm_cpuid2;
  * for CPU_CPUID_MAX entries). */
 int snap_vcpu_cpuid(struct snap_image *img, uint32_t index, struct kvm_cpuid2 **out,
 		    struct wisp_err *err);
-/* Refuse a saved table that asks for more than host: another CPU vendor,
- * or a feature bit (in the leaves that hold feature flags) that host lacks,
- * named by leaf, subleaf, register and feature. host is what this VMM
- * gives that vCPU on this host (KVM_GET_SUPPORTED_CPUID through
- * cpu_patch_cpuid). Bits the guest flips at run time (OSXSAVE, OSPKE) are
- * not compared. */
+/* Refuse a saved table that asks for more than the host offers: another
+ * CPU vendor than host's, or a feature bit (in the leaves that hold feature
+ * flags) in neither host nor also (may be NULL), named by leaf, subleaf,
+ * register and feature. host is what this VMM gives that vCPU on this host
+ * (KVM_GET_SUPPORTED_CPUID through cpu_patch_cpuid). Bits the guest flips
+ * at run time (OSXSAVE, OSPKE) are not compared. */
 int snap_cpuid_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *host,
-		     uint32_t vcpu, struct wisp_err *err);
-/* snap_cpuid_check for every vCPU of img against supported patched for
- * that vCPU's index and topology; nothing touches a vCPU. */
+		     const struct kvm_cpuid2 *also, uint32_t vcpu, struct wisp_err *err);
+/* Before the VM exists: every vCPU of img against supported patched for
+ * that vCPU's index and topology, or the host CPU's own CPUID (some KVMs,
+ * PVM, report less than their guests see). */
 int snap_cpuid_verify(struct snap_image *img, const struct kvm_cpuid2 *supported,
 		      int nr_vcpus, int threads_per_core, struct wisp_err *err);
+/* Once vCPU index exists and before it runs: against supported patched,
+ * or exactly what KVM gives this fresh vCPU (KVM_GET_CPUID2), which also
+ * catches a KVM that does not offer a feature the CPU has. */
+int snap_cpuid_verify_vcpu(struct snap_image *img, int index, int vcpu_fd,
+			   const struct kvm_cpuid2 *supported, int nr_vcpus,
+			   int threads_per_core, struct wisp_err *err);
 /* PIC master/slave, IOAPIC, PIT, kvmclock (and the host's wall time). */
 int snap_vm_save(int vm_fd, struct snap_writer *w, struct wisp_err *err);
 /* step_clock: move kvmclock on by the host time that passed since the

@@ -4,14 +4,25 @@
  * kernel that chose AVX-512 or PKU code paths at boot would fault on a
  * host without them, long after the load. Only leaves that hold feature
  * flags are compared; topology, cache and brand leaves are the guest's own
- * and go back as they were. */
+ * and go back as they were.
+ *
+ * What a host gives a guest is KVM_GET_SUPPORTED_CPUID as wisp-vmm patches
+ * it, except where a KVM reports less than its guests get (PVM: its vCPUs
+ * see the host CPU's own feature bits, and KVM_GET_CPUID2 says so). Two
+ * checks therefore: before the VM exists, against that table or the host
+ * CPU's own CPUID (a host CPU without the feature can never offer it);
+ * once the vCPUs exist and before any runs, against that table or what
+ * KVM_GET_CPUID2 says this host gives the fresh vCPU (a KVM that does not
+ * offer a feature the CPU has). */
 #include "snapshot.h"
 
+#include <cpuid.h>
 #include <errno.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "common/cleanup.h"
 #include "cpu.h"
@@ -142,7 +153,7 @@ static void name_bits(uint32_t fn, uint32_t idx, int reg, uint32_t mask, char *b
 }
 
 int snap_cpuid_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *host,
-		     uint32_t vcpu, struct wisp_err *err)
+		     const struct kvm_cpuid2 *also, uint32_t vcpu, struct wisp_err *err)
 {
 	const struct kvm_cpuid_entry2 *sv = find(saved, 0, 0), *hv = find(host, 0, 0);
 	if (sv && hv && (sv->ebx != hv->ebx || sv->ecx != hv->ecx || sv->edx != hv->edx)) {
@@ -161,43 +172,96 @@ int snap_cpuid_check(const struct kvm_cpuid2 *saved, const struct kvm_cpuid2 *ho
 			    (idx && !(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX)))
 				continue;
 			const struct kvm_cpuid_entry2 *h = find(host, fn, idx);
+			const struct kvm_cpuid_entry2 *a = also ? find(also, fn, idx) : NULL;
 			int reg = feature_regs[k].reg;
-			uint32_t missing = reg_of(e, reg) & ~(h ? reg_of(h, reg) : 0) &
-					   ~feature_regs[k].runtime;
+			uint32_t offered = (h ? reg_of(h, reg) : 0) | (a ? reg_of(a, reg) : 0);
+			uint32_t missing = reg_of(e, reg) & ~offered & ~feature_regs[k].runtime;
 			if (!missing)
 				continue;
 			char names[256];
 			name_bits(fn, idx, reg, missing, names, sizeof(names));
 			return wisp_err_set(err, ENOTSUP,
-					    "vCPU %u: the snapshot's CPUID leaf 0x%x subleaf %u %s has 0x%08x (%s), which this host's KVM does not support (KVM_GET_SUPPORTED_CPUID): restore it on a host with the same CPU features",
+					    "vCPU %u: the snapshot's CPUID leaf 0x%x subleaf %u %s has 0x%08x (%s), which this host cannot give a guest: restore it on a host with the same CPU features",
 					    vcpu, fn, idx, reg_names[reg], missing, names);
 		}
 	}
 	return 0;
 }
 
-int snap_cpuid_verify(struct snap_image *img, const struct kvm_cpuid2 *supported,
-		      int nr_vcpus, int threads_per_core, struct wisp_err *err)
+/* The host CPU's own CPUID for every (leaf, subleaf) of like. */
+static void native_table(const struct kvm_cpuid2 *like, struct kvm_cpuid2 *out)
+{
+	out->nent = like->nent;
+	for (uint32_t i = 0; i < like->nent; i++) {
+		struct kvm_cpuid_entry2 *e = &out->entries[i];
+		*e = like->entries[i];
+		e->eax = e->ebx = e->ecx = e->edx = 0;
+		unsigned int max = __get_cpuid_max(e->function & 0x80000000u, NULL);
+		if (e->function <= max && (e->function & 0xf0000000u) != 0x40000000u)
+			__cpuid_count(e->function, e->index, e->eax, e->ebx, e->ecx, e->edx);
+	}
+}
+
+static struct kvm_cpuid2 *new_table(void)
+{
+	return calloc(1, sizeof(struct kvm_cpuid2) + CPU_CPUID_MAX * sizeof(struct kvm_cpuid_entry2));
+}
+
+/* vCPU index's saved table against supported patched for it, or also
+ * (NULL: the host CPU's own CPUID). */
+static int verify_vcpu(struct snap_image *img, int index, const struct kvm_cpuid2 *supported,
+		       const struct kvm_cpuid2 *also, const struct cpu_topology *topo,
+		       struct wisp_err *err)
 {
 	if (supported->nent > CPU_CPUID_MAX)
 		return wisp_err_set(err, EINVAL, "KVM reported %u CPUID entries, more than %d",
 				    supported->nent, CPU_CPUID_MAX);
-	size_t sz = sizeof(struct kvm_cpuid2) + CPU_CPUID_MAX * sizeof(struct kvm_cpuid_entry2);
-	_cleanup_free_ struct kvm_cpuid2 *host = malloc(sz);
+	_cleanup_free_ struct kvm_cpuid2 *saved = NULL;
+	int r = snap_vcpu_cpuid(img, (uint32_t)index, &saved, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ struct kvm_cpuid2 *host = new_table(), *native = NULL;
 	if (!host)
 		return wisp_err_set(err, ENOMEM, "no memory for the CPUID table");
+	memcpy(host, supported, sizeof(*supported) + supported->nent * sizeof(struct kvm_cpuid_entry2));
+	cpu_patch_cpuid(host, index, topo);
+	if (!also) {
+		if (!(native = new_table()))
+			return wisp_err_set(err, ENOMEM, "no memory for the CPUID table");
+		native_table(saved, native);
+		also = native;
+	}
+	return snap_cpuid_check(saved, host, also, (uint32_t)index, err);
+}
+
+int snap_cpuid_verify(struct snap_image *img, const struct kvm_cpuid2 *supported,
+		      int nr_vcpus, int threads_per_core, struct wisp_err *err)
+{
 	const struct cpu_topology topo = { .nr_vcpus = nr_vcpus,
 					   .threads_per_core = threads_per_core };
 	for (int i = 0; i < nr_vcpus; i++) {
-		_cleanup_free_ struct kvm_cpuid2 *saved = NULL;
-		int r = snap_vcpu_cpuid(img, (uint32_t)i, &saved, err);
+		int r = verify_vcpu(img, i, supported, NULL, &topo, err);
 		if (r < 0)
-			return r;
-		memcpy(host, supported,
-		       sizeof(*supported) + supported->nent * sizeof(struct kvm_cpuid_entry2));
-		cpu_patch_cpuid(host, i, &topo);
-		if ((r = snap_cpuid_check(saved, host, (uint32_t)i, err)) < 0)
 			return r;
 	}
 	return 0;
+}
+
+int snap_cpuid_verify_vcpu(struct snap_image *img, int index, int vcpu_fd,
+			   const struct kvm_cpuid2 *supported, int nr_vcpus,
+			   int threads_per_core, struct wisp_err *err)
+{
+	_cleanup_free_ struct kvm_cpuid2 *fresh = new_table();
+	if (!fresh)
+		return wisp_err_set(err, ENOMEM, "no memory for the CPUID table");
+	fresh->nent = CPU_CPUID_MAX;
+	int r;
+	do
+		r = ioctl(vcpu_fd, KVM_GET_CPUID2, fresh);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		return wisp_err_sys(err, errno, "vCPU %d: KVM_GET_CPUID2", index);
+	const struct cpu_topology topo = { .nr_vcpus = nr_vcpus,
+					   .threads_per_core = threads_per_core };
+	return verify_vcpu(img, index, supported, fresh, &topo, err);
 }

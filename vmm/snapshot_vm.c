@@ -370,10 +370,23 @@ static int load_config(struct snap_image *img, const struct snap_load_req *req,
 	return 0;
 }
 
+/* The second CPUID check, against what KVM gives each fresh vCPU. */
+static int check_vcpu_cpuid(struct vm *vm, struct snap_image *img, struct wisp_err *err)
+{
+	_cleanup_free_ struct kvm_cpuid2 *supported = NULL;
+	int r = cpu_supported_cpuid(vm->kvm_fd, &supported, err);
+	for (int i = 0; r == 0 && i < vm->nr_vcpus; i++)
+		r = snap_cpuid_verify_vcpu(img, i, vm->vcpus[i].fd, supported, vm->nr_vcpus,
+					   vm->cfg.machine.smt ? 2 : 1, err);
+	return r;
+}
+
 static int restore_components(struct vm *vm, struct snap_image *img, bool clock_realtime,
 			      struct wisp_err *err)
 {
-	int r = snap_vm_restore(vm->vm_fd, img, clock_realtime, err);
+	int r = check_vcpu_cpuid(vm, img, err);
+	if (r == 0)
+		r = snap_vm_restore(vm->vm_fd, img, clock_realtime, err);
 	for (int i = 0; r == 0 && i < vm->nr_vcpus; i++)
 		r = snap_vcpu_restore(vm->vcpus[i].fd, (uint32_t)i, img, err);
 	if (r == 0 && vm->serial)
