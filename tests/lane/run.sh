@@ -86,11 +86,13 @@ tiny_kvm() {
 	cfg=$(mktemp) out=$(mktemp)
 	printf '{"boot-source": {"kernel_image_path": "%s"}, "machine-config": {"vcpu_count": 1, "mem_size_mib": 16}}\n' \
 		"$repo/build/guests/hello.elf" > "$cfg"
-	timeout -k 5 30 "$repo/build/bin/wisp-vmm" --no-api --config-file "$cfg" </dev/null >"$out" 2>&1
+	# The guest's console (stdout) apart from the VMM's log (stderr): the
+	# two are written concurrently and would interleave in one file.
+	timeout -k 5 30 "$repo/build/bin/wisp-vmm" --no-api --config-file "$cfg" </dev/null >"$out" 2>"$out.log"
 	rc=$?
 	grep -q 'hello from the wisp tiny guest' "$out" && [ "$rc" -eq 0 ]; rc=$?
-	[ "$rc" -eq 0 ] || { echo "lane: the host's /dev/kvm does not run the tiny hello guest; its output:"; tail -n 5 "$out" | sed 's/^/    /'; }
-	rm -f "$cfg" "$out"
+	[ "$rc" -eq 0 ] || { echo "lane: the host's /dev/kvm does not run the tiny hello guest; its output:"; tail -n 5 "$out" "$out.log" | sed 's/^/    /'; }
+	rm -f "$cfg" "$out" "$out.log"
 	return "$rc"
 }
 mode=${WISP_LANE_MODE:-}
