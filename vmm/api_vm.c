@@ -42,8 +42,15 @@ static int op_start(void *ctx, struct wisp_err *err)
 		vm_unbuild(vm);
 		return r;
 	}
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_wait_paused(&vm->vcpus[i]);
+	/* A vCPU thread that could not load its own filter ended without
+	 * running the guest: refuse the start and unbuild, as above. */
+	for (int i = 0; i < vm->nr_vcpus; i++) {
+		if (vcpu_wait_paused(&vm->vcpus[i]) < 0) {
+			wisp_err_set(err, EIO, "vCPU %d could not start (its seccomp filter did not load; see the log)", i);
+			vm_unbuild(vm);
+			return -EIO;
+		}
+	}
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_resume(&vm->vcpus[i]);
 	return 0;

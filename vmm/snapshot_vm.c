@@ -437,7 +437,8 @@ int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err
 	if ((r = vm_start(vm, err)) < 0)
 		return r;
 	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_wait_paused(&vm->vcpus[i]);
+		if (vcpu_wait_paused(&vm->vcpus[i]) < 0)
+			return wisp_err_set(err, EIO, "vCPU %d could not start (its seccomp filter did not load; see the log)", i);
 	vm->state = VM_PAUSED;
 	/* Connections the guest had are gone: vsock tells it so; listeners
 	 * stay. Queued buffers and pending interrupts are delivered again. */

@@ -197,8 +197,8 @@ static void *vcpu_thread(void *arg)
 	struct wisp_err err = { 0 };
 	if (seccomp_install(SECCOMP_VCPU, &err) < 0) {
 		wlog_error("vCPU %d: %s", v->id, err.msg);
-		vm_request_exit(v->vm, WISP_EXIT_GENERIC);
 		pthread_mutex_lock(&v->lock);
+		v->failed = true;
 		v->paused = true;
 		pthread_cond_broadcast(&v->cond);
 		pthread_mutex_unlock(&v->lock);
@@ -259,12 +259,14 @@ void vcpu_request_pause(struct vcpu *v)
 	vcpu_kick(v);
 }
 
-void vcpu_wait_paused(struct vcpu *v)
+int vcpu_wait_paused(struct vcpu *v)
 {
 	pthread_mutex_lock(&v->lock);
 	while (v->thread_started && !v->paused)
 		pthread_cond_wait(&v->cond, &v->lock);
+	bool failed = v->failed;
 	pthread_mutex_unlock(&v->lock);
+	return failed ? -EIO : 0;
 }
 
 void vcpu_resume(struct vcpu *v)

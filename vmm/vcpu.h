@@ -22,6 +22,7 @@ struct vcpu {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool pause_req, paused, stop_req;
+	bool failed;                      /* the thread ended before running: no filter */
 };
 
 /* KVM_CREATE_VCPU, map kvm_run, CPU setup (CPUID, MSRs, LAPIC, FPU); the
@@ -31,7 +32,8 @@ int vcpu_create(struct vm *vm, struct vcpu *v, int id, const struct kvm_cpuid2 *
 int vcpu_start(struct vcpu *v, struct wisp_err *err);
 /* Ask the vCPU to park at a safe point; vcpu_wait_paused waits for it. */
 void vcpu_request_pause(struct vcpu *v);
-void vcpu_wait_paused(struct vcpu *v);
+/* 0 once parked; -EIO if the thread could not start (it never ran the guest). */
+int vcpu_wait_paused(struct vcpu *v);
 void vcpu_resume(struct vcpu *v);
 /* Stop the thread and join it. */
 void vcpu_stop(struct vcpu *v);

@@ -286,7 +286,7 @@ int vm_pause(struct vm *vm, struct wisp_err *err)
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		vcpu_request_pause(&vm->vcpus[i]);
 	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_wait_paused(&vm->vcpus[i]);
+		(void)vcpu_wait_paused(&vm->vcpus[i]); /* a failed thread is parked for good */
 	vm->state = VM_PAUSED;
 	return 0;
 }
