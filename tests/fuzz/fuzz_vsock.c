@@ -50,15 +50,15 @@ static void init_once(void)
 		abort();
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s_1000", uds);
-	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, 4096) < 0)
 		abort();
 	/* backlog 0, never accepted: full after one connection */
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s_1001", uds);
-	full_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	full_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (bind(full_fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(full_fd, 0) < 0)
 		abort();
-	int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int c = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (connect(c, (struct sockaddr *)&a, sizeof(a)) < 0)
 		abort();
 }

@@ -118,7 +118,7 @@ Test(agent_sweep, a_loop_of_parents_is_not_below)
 
 static void write_file(const char *path, const char *text)
 {
-	FILE *f = fopen(path, "w");
+	FILE *f = fopen(path, "we");
 	cr_assert_not_null(f, "%s", path);
 	fputs(text, f);
 	fclose(f);
@@ -205,7 +205,7 @@ static pid_t start_handler(int fork_more)
 		if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 			_exit(1);
 		int dp[2];
-		if (pipe(dp) < 0)
+		if (pipe2(dp, O_CLOEXEC) < 0)
 			_exit(1);
 		pid_t mid = fork();
 		if (mid == 0) {
@@ -247,7 +247,7 @@ static char state_of(pid_t pid, pid_t *ppid)
 {
 	char path[64], buf[256];
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
+	FILE *f = fopen(path, "re");
 	if (!f)
 		return 0;
 	size_t len = fread(buf, 1, sizeof(buf) - 1, f);

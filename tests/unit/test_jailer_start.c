@@ -25,7 +25,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	int fd = open("/tmp", O_RDONLY | O_DIRECTORY);
+	int fd = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct wisp_err e;
 	jail_rmtree_at(fd, tmpdir + strlen("/tmp/"), &e);
 	close(fd);

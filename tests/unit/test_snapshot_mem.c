@@ -110,7 +110,7 @@ static struct snap_mem_footer footer_of(const char *path)
 {
 	struct snap_mem_footer f;
 	struct wisp_err e = { 0 };
-	int fd = open(path, O_RDONLY);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	cr_assert_geq(fd, 0);
 	struct stat st;
 	fstat(fd, &st);
@@ -166,15 +166,15 @@ Test(snapmem, open_refusals)
 	struct snap_header h = hdr(ID_A, 0);
 	open_refused(path, &h, "No such file");
 	/* a raw RAM image of the old format: right RAM size, no footer */
-	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	cr_assert_eq(ftruncate(fd, RAM), 0);
 	close(fd);
 	open_refused(path, &h, "is 98304 bytes; the snapshot's guest memory is 98304 bytes (plus a 4096-byte footer)");
-	fd = open(path, O_WRONLY);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	cr_assert_eq(ftruncate(fd, RAM / 2), 0);
 	close(fd);
 	open_refused(path, &h, "is 49152 bytes; the snapshot's guest memory is 98304");
-	fd = open(path, O_WRONLY);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	cr_assert_eq(ftruncate(fd, FILE_SIZE), 0);
 	close(fd);
 	open_refused(path, &h, "no wisp memory footer");
@@ -185,13 +185,13 @@ Test(snapmem, open_refusals)
 	struct gmem m = fake_mem(&lo, &hi);
 	struct wisp_err e = { 0 };
 	cr_assert_eq(snap_mem_write(&m, path, NULL, ID_A, 0, NULL, &e), 0, "%s", e.msg);
-	fd = open(path, O_WRONLY);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	uint64_t bad = 12345;
 	cr_assert_eq(pwrite(fd, &bad, 8, RAM + offsetof(struct snap_mem_footer, mem_size)), 8);
 	close(fd);
 	open_refused(path, &h, "footer is damaged");
 	uint32_t v = 9;
-	fd = open(path, O_WRONLY);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	cr_assert_eq(pwrite(fd, &v, 4, RAM + offsetof(struct snap_mem_footer, version)), 4);
 	close(fd);
 	open_refused(path, &h, "footer version 9");
@@ -249,7 +249,7 @@ Test(snapmem, a_diff_alone_is_refused_and_loads_once_merged)
 	cr_assert_eq(ft.flags, SNAP_F_DIFF);
 	cr_assert_eq(ft.snap_id, ID_B);
 	cr_assert_eq(ft.base_id, ID_A);
-	int fd = open(c.diff, O_RDONLY);
+	int fd = open(c.diff, O_RDONLY | O_CLOEXEC);
 	cr_assert(is_data(fd, 3 * PG), "a dirty zero page must be written in a diff");
 	cr_assert_not(is_data(fd, 16 * PG + 1 * PG), "clean pages must be holes in a diff");
 	close(fd);
@@ -327,12 +327,12 @@ Test(snapmem, merge_refusals_leave_both_files_alone)
 	merge_refused(c.diff2, c.full, "is a Full memory file");
 	char raw[128];
 	snprintf(raw, sizeof(raw), "%s/raw", dir);
-	int fd = open(raw, O_CREAT | O_WRONLY, 0600);
+	int fd = open(raw, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	cr_assert_eq(ftruncate(fd, FILE_SIZE), 0);
 	close(fd);
 	merge_refused(raw, c.diff, "no wisp memory footer");
 	merge_refused(c.full, raw, "no wisp memory footer");
-	fd = open(raw, O_WRONLY);
+	fd = open(raw, O_WRONLY | O_CLOEXEC);
 	cr_assert_eq(ftruncate(fd, 8 * PG), 0);
 	close(fd);
 	merge_refused(c.full, raw, "its base");
@@ -348,7 +348,7 @@ Test(snapmem, failed_create_leaves_nothing)
 	char path[128];
 	snprintf(path, sizeof(path), "%s/mem", dir);
 	/* an existing snapshot must survive a failed overwrite */
-	int fd = open(path, O_CREAT | O_WRONLY, 0600);
+	int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	cr_assert_eq(write(fd, "old", 3), 3);
 	close(fd);
 	signal(SIGXFSZ, SIG_IGN);

@@ -115,7 +115,7 @@ static bool guest_recv(struct vsock_hdr *h, uint8_t *data, size_t max)
 
 static int listen_backlog(const char *path, int backlog)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
 	cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -130,7 +130,7 @@ static int listen_at(const char *path)
 
 static int connect_to(const char *path)
 {
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);

@@ -224,7 +224,7 @@ Test(vflow, host_initiated_echo_of_megabytes)
 		rx_post(i);
 	mw32(dev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
 
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", uds);
 	cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -311,7 +311,7 @@ Test(vflow, sixteen_guest_connections_to_a_listener_with_backlog_one)
 	mw32(dev, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
 	char p[160];
 	snprintf(p, sizeof(p), "%s_6000", uds);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", p);
 	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);

@@ -329,7 +329,7 @@ Test(vmany, sixteen_host_connections_to_a_guest_echo_server_with_slow_host_reade
 	struct hconn hc[NC];
 	const size_t line_max = 32, total = 13 + BYTES;
 	for (int i = 0; i < NC; i++) {
-		hc[i] = (struct hconn){ .fd = socket(AF_UNIX, SOCK_STREAM, 0) };
+		hc[i] = (struct hconn){ .fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) };
 		struct sockaddr_un a = { .sun_family = AF_UNIX };
 		snprintf(a.sun_path, sizeof(a.sun_path), "%s", uds);
 		cr_assert_eq(connect(hc[i].fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -389,7 +389,7 @@ Test(vmany, sixteen_guest_connections_to_a_host_echo_server)
 {
 	char p[160];
 	snprintf(p, sizeof(p), "%s_%d", uds, HPORT);
-	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	snprintf(a.sun_path, sizeof(a.sun_path), "%s", p);
 	cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
