@@ -240,6 +240,29 @@ for b in "${bins[@]}"; do
 	cp -L "$p" "$root/usr/bin/$b"
 	while read -r lib; do libs+=("$lib"); done < <(ldd "$p" 2>/dev/null | grep -o '/[^ ]*')
 done
+# The peer of bench/peer-boot.sh (DESIGN.md Targets: ratios against QEMU's
+# microvm machine in the same lane): QEMU's KVM-only microvm build and the
+# one data file it reads with acpi=off (strace: qboot.rom, looked up in
+# ../share/qemu beside the binary). Only these; left out, with a note, where
+# the host lacks them (the peer case then skips).
+peer_bins=(qemu-system-x86_64-microvm)
+peer_data=(/usr/share/qemu/qboot.rom)
+peer_kib=0
+for b in "${peer_bins[@]}"; do
+	p=$(command -v "$b") || { echo "lane: peer program $b missing, not packed (scripts/deps.sh)"; continue; }
+	cp -L "$p" "$root/usr/bin/$b"
+	peer_kib=$((peer_kib + $(du -kL "$p" | cut -f1)))
+	while read -r lib; do
+		[[ " ${libs[*]} " == *" $lib "* ]] || peer_kib=$((peer_kib + $(du -kL "$lib" | cut -f1)))
+		libs+=("$lib")
+	done < <(ldd "$p" 2>/dev/null | grep -o '/[^ ]*')
+done
+for f in "${peer_data[@]}"; do
+	[ -f "$f" ] || { echo "lane: peer data file $f missing, not packed"; continue; }
+	mkdir -p "$root$(dirname "$f")"
+	cp -L "$f" "$root$f"
+	peer_kib=$((peer_kib + $(du -kL "$f" | cut -f1)))
+done
 for lib in $(printf '%s\n' "${libs[@]}" | sort -u); do
 	mkdir -p "$root$(dirname "$lib")"
 	cp -L "$lib" "$root$lib"
@@ -285,7 +308,7 @@ install -m 0755 "$here/l2-init.sh" "$root/init"
 } > "$root/lane/env"
 ( cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 ) > "$outdir/l2-initramfs.cpio" ||
 	die "packing the L2 initramfs failed"
-echo "lane: L2 kernel $kver, packed in $((SECONDS - pack_t0))s, initramfs $(( $(stat -c %s "$outdir/l2-initramfs.cpio") / 1048576 )) MiB; overall limit ${total_timeout}s"
+echo "lane: L2 kernel $kver, packed in $((SECONDS - pack_t0))s, initramfs $(( $(stat -c %s "$outdir/l2-initramfs.cpio") / 1048576 )) MiB (QEMU peer: $((peer_kib / 1024)) MiB of it); overall limit ${total_timeout}s"
 
 # ---- nested: boot it ----------------------------------------------------------------
 # HOST.md: TCG with emulated SVM and nested paging; -smp 2 (one vCPU stalls).
