@@ -296,13 +296,27 @@ int jail_cg_apply(const struct jail_args *a, struct jail_cg_plan *p, struct wisp
 			return wisp_err_prefix(err, "set --cgroup %s=%s", a->cgroups[k].key,
 					       a->cgroups[k].value);
 	}
-	char pid[32];
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	return 0;
+}
+
+int jail_cg_enter(const struct jail_args *a, struct jail_cg_plan *p, struct wisp_err *err)
+{
+	char rel[4200];
+	snprintf(rel, sizeof(rel), "%s/%s/cgroup.procs", a->parent_cgroup, a->id);
 	for (int d = 0; d < p->nr_dirs; d++) {
-		char f[4200];
-		snprintf(f, sizeof(f), "%s/cgroup.procs", p->dirs[d].path);
-		if (write_str(f, pid, err) < 0)
-			return wisp_err_prefix(err, "move the jailer into its cgroup");
+		struct jail_cg_dir *cd = &p->dirs[d];
+		/* Through the hierarchy's fd: the host's paths are out of sight
+		 * after pivot_root. */
+		_cleanup_close_ int fd = openat(cd->mount_fd, rel, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			return wisp_err_sys(err, errno, "open %s/cgroup.procs", cd->path);
+		/* "0" is the writer itself (v1 and v2), whatever its pid is in the
+		 * PID namespace it may be pid 1 of. */
+		int r = wisp_write_all(fd, "0", 1);
+		if (r < 0)
+			return wisp_err_sys(err, -r, "move the VMM's process into cgroup %s",
+					    cd->path);
+		cd->joined = true;
 	}
 	return 0;
 }
@@ -331,12 +345,15 @@ bool jail_cg_rollback(const struct jail_args *a, struct jail_cg_plan *p)
 		struct jail_cg_dir *cd = &p->dirs[d];
 		if (cd->mount_fd < 0)
 			continue;
-		/* Out of the cgroup (if we got in) before removing it: back to
-		 * the hierarchy's root, which takes processes in v1 and v2. */
-		int fd = openat(cd->mount_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+		/* Out of the cgroup (if this process got in: a waiting parent
+		 * never does) before removing it: back to the hierarchy's root,
+		 * which takes processes in v1 and v2. */
+		int fd = cd->joined ? openat(cd->mount_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC) : -1;
 		if (fd >= 0) {
 			if (wisp_write_all(fd, pid, strlen(pid)) < 0)
 				all = false;
+			else
+				cd->joined = false;
 			close(fd);
 		}
 		char rel[4200];

@@ -3,12 +3,13 @@
  *   2 validate every input against the host, creating nothing
  *   3 create <base>/<exec name>/<id>/root and copy the exec file in
  *   4 join the network namespace, set resource limits
- *   5 create the cgroups, write the values, move in
+ *   5 create the cgroups, write the values
  *   6 private mount namespace, bind the jail onto itself, pivot_root, detach
  *     the old root
  *   7 device nodes owned by the jailed user
- *   8 daemonize / new PID namespace, drop every capability, no_new_privs,
- *     switch uid/gid, exec the VMM
+ *   8 daemonize / new PID namespace; the process that will be the VMM
+ *     (and no other) moves into the cgroups; drop every capability,
+ *     no_new_privs, switch uid/gid, exec the VMM
  * A failure undoes what this run created, also after pivot_root (through
  * fds opened before it) and after the forks of step 8 (the parent, which
  * keeps its privileges, hears of a child's failure: spawn.c). Only an exec
@@ -290,16 +291,22 @@ int jail_run(struct jail_args *a, struct wisp_err *err)
 		goto undo;
 	/* 8 */
 	r = jail_spawn_fork(a, &sp, devnull, err);
-	if (sp.child) {
-		/* A child never undoes: it reports, its parent undoes. */
-		jail_fs_close(&fs);
-		jail_cg_close(cg);
-	} else if (r == JAIL_RUN_DONE) {
+	if (!sp.child && r == JAIL_RUN_DONE) {
+		/* The parent waits outside the jail's cgroups. */
 		r = jail_spawn_wait(&sp, err);
 		if (r < 0)
 			goto undo;
 		r = JAIL_RUN_DONE;
 		goto out;
+	}
+	/* Only the process that execs the VMM joins: the limits count it
+	 * alone. */
+	if (r == 0 && (r = jail_cg_enter(a, cg, err)) < 0)
+		wisp_err_prefix(err, "cgroup");
+	if (sp.child) {
+		/* A child never undoes: it reports, its parent undoes. */
+		jail_fs_close(&fs);
+		jail_cg_close(cg);
 	}
 	if (r == JAIL_RUN_DONE)
 		goto out;               /* a middle child: the pid file is written */

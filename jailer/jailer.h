@@ -113,6 +113,7 @@ struct jail_cg_dir {
 	char mount[4096];       /* the hierarchy's root */
 	int mount_fd;           /* the hierarchy's root, open from jail_cg_apply on */
 	bool created;
+	bool joined;            /* this process moved itself in (jail_cg_enter) */
 	int made_from;          /* first level of <parent> this run created, or -1 */
 	bool cpuset;            /* v1 hierarchy holding cpuset */
 };
@@ -128,12 +129,17 @@ struct jail_cg_plan {
 /* Find the hierarchies, check every controller exists and that no cgroup
  * <parent>/<id> exists yet. Creates nothing. */
 int jail_cg_plan(const struct jail_args *a, struct jail_cg_plan *p, struct wisp_err *err);
-/* Create the cgroups, write the values, move the calling process in. */
+/* Create the cgroups and write the values; nobody is moved in yet. */
 int jail_cg_apply(const struct jail_args *a, struct jail_cg_plan *p, struct wisp_err *err);
+/* Move the calling process into the jail's cgroups (through the mount fds,
+ * so also after pivot_root). Called only by the process that goes on to
+ * exec the VMM, after step 8's forks: the cgroups' limits (pids.max,
+ * memory) then count the VMM alone, never a jailer process waiting on it. */
+int jail_cg_enter(const struct jail_args *a, struct jail_cg_plan *p, struct wisp_err *err);
 /* Remove the cgroups (and parent levels) jail_cg_apply created, after
- * moving the calling process back to each hierarchy's root; waits a moment
- * for exiting children to leave. Works after pivot_root (through the
- * mount fds). Returns false if one could not be removed. */
+ * moving the calling process back to each hierarchy's root if it entered;
+ * waits a moment for exiting children to leave. Works after pivot_root
+ * (through the mount fds). Returns false if one could not be removed. */
 bool jail_cg_rollback(const struct jail_args *a, struct jail_cg_plan *p);
 void jail_cg_close(struct jail_cg_plan *p);
 /* --cleanup: remove <parent>/<id> from every v1 and v2 hierarchy. Refuses
@@ -141,7 +147,8 @@ void jail_cg_close(struct jail_cg_plan *p);
 int jail_cg_cleanup(const struct jail_args *a, struct wisp_err *err);
 
 /* Step 8's forks (spawn.c). With --daemonize or --new-pid-ns the process
- * the caller started (the parent) waits until the VMM is exec'd: a child
+ * the caller started (the parent) waits, outside the jail's cgroups, until
+ * the VMM is exec'd: a child
  * that fails sends its error up an O_CLOEXEC pipe, which a successful exec
  * closes. So the jailer's exit status and stderr always say what failed,
  * and the parent, which keeps its privileges, undoes the jail. */

@@ -5,7 +5,10 @@
  * exec of the VMM closes its end. The parent reads to end of file: nothing
  * read means the VMM runs; a report becomes the parent's own error, printed
  * on the caller's stderr with exit status 1, after the parent (which kept
- * its privileges) has removed the jail. */
+ * its privileges) has removed the jail. Neither the parent nor a middle
+ * child ever enters the jail's cgroups (only the process that execs the
+ * VMM does, jail_cg_enter), so a pids.max or memory limit that fits the VMM
+ * alone is enough. */
 #include "jailer.h"
 
 #include <errno.h>

@@ -47,7 +47,7 @@ cleanup_all() {
 	umount "$T/noexec" 2>/dev/null
 	umount -l "$T" 2>/dev/null
 	for d in /sys/fs/cgroup/*/wisp-vmm /sys/fs/cgroup/*/jail-probe /sys/fs/cgroup/*/jt-parent \
-		/sys/fs/cgroup/*/jt-undo; do
+		/sys/fs/cgroup/*/jt-undo /sys/fs/cgroup/pids/jt-outer-$$; do
 		[ -d "$d" ] || continue
 		find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
 		rmdir "$d" 2>/dev/null
@@ -238,11 +238,12 @@ rm -rf "$BASE/$NAME/jt-pid"
 # /dev/null), everything this run made undone (directories, copy, device
 # nodes, cgroups and the parent cgroup levels it created); pre-staged files
 # stay; then the same --id starts.
-undone() {      # undone NAME PATTERN JAILER-ARGS...
+undone() {      # undone NAME PATTERN COMMAND... (JAILER-ARGS... when it starts with -)
 	local what=$1 pat=$2; shift 2
 	local before after rc
+	[ "${1:0:1}" = - ] && set -- "$JAILER" "$@"
 	before=$(snapshot)
-	"$JAILER" "$@" >"$T/u.log" 2>&1
+	"$@" >"$T/u.log" 2>&1
 	rc=$?
 	sleep 0.1       # a child that outlived its parent would show up now
 	after=$(snapshot)
@@ -266,13 +267,23 @@ undone "after pivot_root (a file in the way of /dev/kvm)" "mknod /dev/kvm" "${uc
 check "... the pre-staged files stay" \
 	bash -c "[ -f '$BASE/$NAME/$UID_/root/vmlinux' ] && [ -f '$BASE/$NAME/$UID_/root/dev/kvm' ]"
 rm -f "$BASE/$NAME/$UID_/root/dev/kvm"
-undone "--daemonize, its fork refused (pids.max=1)" "fork to daemonize" "${ucommon[@]}" \
-	--cgroup pids.max=1 --daemonize -- --api-sock /api.sock
-undone "--new-pid-ns, its fork refused (pids.max=1)" "fork into the new PID namespace" \
-	"${ucommon[@]}" --cgroup pids.max=1 --new-pid-ns -- --api-sock /api.sock
-undone "--daemonize --new-pid-ns: the daemon's fork refused (pids.max=2), told by the parent" \
-	"fork into the new PID namespace: Resource temporarily unavailable" "${ucommon[@]}" \
-	--cgroup pids.max=2 --daemonize --new-pid-ns -- --api-sock /api.sock
+# The jail's own pids.max never limits the jailer (its processes stay out of
+# the jail's cgroups, see 2c): a fork is made to fail by starting the jailer
+# in a cgroup of the caller's whose pids.max it fills.
+OUTER=/sys/fs/cgroup/pids/jt-outer-$$
+mkdir "$OUTER" || bad "create $OUTER"
+printf '#!/bin/bash\necho "$1" >%s/pids.max && echo 0 >%s/cgroup.procs || exit 99\nshift\nexec "$@"\n' \
+	"$OUTER" "$OUTER" >"$T/outer.sh"
+undone "--daemonize, its fork refused (the caller's pids.max=1)" "fork to daemonize" \
+	bash "$T/outer.sh" 1 "$JAILER" "${ucommon[@]}" --cgroup pids.max=64 --daemonize \
+	-- --api-sock /api.sock
+undone "--new-pid-ns, its fork refused (the caller's pids.max=1)" "fork into the new PID namespace" \
+	bash "$T/outer.sh" 1 "$JAILER" "${ucommon[@]}" --cgroup pids.max=64 --new-pid-ns \
+	-- --api-sock /api.sock
+undone "--daemonize --new-pid-ns: the daemon's fork refused (the caller's pids.max=2), told by the parent" \
+	"fork into the new PID namespace: Resource temporarily unavailable" \
+	bash "$T/outer.sh" 2 "$JAILER" "${ucommon[@]}" --cgroup pids.max=64 --daemonize --new-pid-ns \
+	-- --api-sock /api.sock
 rm -rf "$BASE/$NAME/$UID_"
 "$JAILER" "${ucommon[@]}" --cgroup pids.max=64 --daemonize --new-pid-ns -- --api-sock /api.sock \
 	>"$T/u.log" 2>&1
@@ -286,6 +297,76 @@ if [ "$rc" = 0 ] && [ -n "$UP" ] && wait_sock "$BASE/$NAME/$UID_/root/api.sock";
 		--chroot-base-dir "$BASE" --parent-cgroup jt-undo/sub
 else
 	bad "the same --id after those failures: exit $rc: $(cat "$T/u.log")"
+fi
+
+# 2c. The jail's cgroups hold the VMM alone: with --daemonize or
+# --new-pid-ns the jailer that waits for the exec (and the daemon that forks
+# into the PID namespace) stay outside them, so cgroup.procs names only the
+# VMM and a pids.max that fits exactly the VMM's tasks is enough (a waiting
+# jailer counted in it would make the VMM's fork or thread fail).
+VMM_TASKS=1     # the stand-in: one thread
+[ "$REAL_VMM" = 1 ] && VMM_TASKS=2      # wisp-vmm before InstanceStart: main + API thread
+V2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+alone_n=0
+vmm_alone() {   # vmm_alone NAME CGROUP-VERSION JAILER-FLAGS...
+	local what=$1 ver=$2; shift 2
+	alone_n=$((alone_n + 1))
+	local id=jt-alone-$alone_n-$$ rc dirs=() vp procs n limit=0
+	local root=$BASE/$NAME/$id/root
+	if [ "$ver" = 1 ]; then
+		dirs=(/sys/fs/cgroup/pids/$NAME/$id /sys/fs/cgroup/cpu/$NAME/$id)
+		set -- --cgroup pids.max=$VMM_TASKS --cgroup cpu.shares=512 "$@"
+		limit=1
+	else
+		dirs=("$V2/$NAME/$id")
+		if grep -qw pids "$V2/cgroup.controllers"; then
+			set -- --cgroup pids.max=$VMM_TASKS "$@"
+			limit=1
+		fi
+	fi
+	"$JAILER" --id "$id" "${common[@]}" --cgroup-version "$ver" "$@" -- --api-sock /api.sock \
+		>"$T/a.log" 2>&1
+	rc=$?
+	if [ "$rc" != 0 ] || ! wait_sock "$root/api.sock"; then
+		bad "$what: exit $rc, no API socket: $(head -1 "$T/a.log")"
+		return
+	fi
+	# The VMM: the pid file's (--new-pid-ns), else the one process of its
+	# cgroup whose command line is the VMM's.
+	vp=$(cat "$root/$NAME.pid" 2>/dev/null)
+	[ -n "$vp" ] || vp=$(head -1 "${dirs[0]}/cgroup.procs")
+	if [ -z "$vp" ] || [ "$(tr '\0' ' ' </proc/$vp/cmdline 2>/dev/null)" != "$NAME --id $id --api-sock /api.sock " ]; then
+		bad "$what: no VMM found (pid '${vp}')"
+		return
+	fi
+	PIDS+=("$vp")
+	# Its threads come after the socket: wait (5 s at most) until they are all there.
+	for _ in $(seq 100); do
+		n=$(ls /proc/$vp/task 2>/dev/null | wc -l)
+		[ "$n" -ge "$VMM_TASKS" ] && break
+		sleep 0.05
+	done
+	for d in "${dirs[@]}"; do
+		procs=$(sort -u "$d/cgroup.procs" | tr '\n' ' ')
+		check "$what: $d/cgroup.procs holds only the VMM ($procs)" [ "$procs" = "$vp " ]
+	done
+	if [ "$limit" = 1 ]; then
+		check "$what: pids.max=$VMM_TASKS fits the VMM: it runs with its $VMM_TASKS tasks ($n), no fork refused ($(grep max "${dirs[0]}/pids.events"))" \
+			bash -c "[ -d /proc/$vp ] && [ '$n' = $VMM_TASKS ] && grep -qx 'max 0' '${dirs[0]}/pids.events'"
+	fi
+	kill -9 "$vp"; for _ in $(seq 100); do [ -d /proc/$vp ] || break; sleep 0.05; done
+	check "$what: --cleanup" "$JAILER" --cleanup --id "$id" --exec-file "$VMM" --chroot-base-dir "$BASE" \
+		--cgroup-version "$ver"
+}
+vmm_alone "v1 --daemonize" 1 --daemonize
+vmm_alone "v1 --new-pid-ns" 1 --new-pid-ns
+vmm_alone "v1 --daemonize --new-pid-ns" 1 --daemonize --new-pid-ns
+if [ -n "$V2" ]; then
+	vmm_alone "v2 --daemonize" 2 --daemonize
+	vmm_alone "v2 --new-pid-ns" 2 --new-pid-ns
+	vmm_alone "v2 --daemonize --new-pid-ns" 2 --daemonize --new-pid-ns
+else
+	skp "the VMM alone in a v2 cgroup: no cgroup2 hierarchy mounted"
 fi
 
 # 3. Stop and clean up: nothing remains.
