@@ -99,15 +99,13 @@ static int op_snapshot_load(void *ctx, const struct snap_load_req *req, struct w
 	struct api_vmm *a = ctx;
 	if (a->broken)
 		return wisp_err_set(err, EINVAL, "an earlier load failed half way; start a new wisp-vmm");
+	/* A load refused before any vCPU ran leaves the VMM fresh, its
+	 * configuration as before: another load, or a configuration and
+	 * InstanceStart, may follow. Only a failure after the vCPU threads
+	 * exist (below) breaks it. */
 	int r = snap_vm_load(a->vm, req, err);
-	if (r < 0) {
-		/* Refused before KVM was touched: the VMM is still fresh. */
-		if (a->vm->kvm_fd >= 0)
-			a->broken = true;
-		else
-			a->vm->config_error = true;
+	if (r < 0)
 		return r;
-	}
 	/* As after InstanceStart: the VMM thread's filter once the vCPU
 	 * threads exist (parked: nothing resumes them in a broken VMM). */
 	if ((r = seccomp_install(SECCOMP_VMM, err)) < 0)

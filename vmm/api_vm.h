@@ -18,7 +18,7 @@ struct api_vmm {
 	struct vm *vm;
 	struct api_ctl ctl;
 	struct api_server *srv;
-	bool broken;                    /* a failed snapshot load left a half-built VM */
+	bool broken;                    /* a snapshot load failed once its vCPU threads existed */
 };
 
 /* Before evloop_run(): apply the configuration's logger and metrics (and

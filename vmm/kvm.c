@@ -22,7 +22,9 @@ int kvm_ioctl(int fd, unsigned long req, void *arg)
 
 int kvm_open_vm(struct vm *vm, struct wisp_err *err)
 {
-	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	/* A snapshot load opens /dev/kvm itself first (its CPUID checks). */
+	if (vm->kvm_fd < 0)
+		vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0)
 		return wisp_err_sys(err, errno, "opening /dev/kvm");
 	int v = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);

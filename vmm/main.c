@@ -336,7 +336,9 @@ int main(int argc, char **argv)
 		if (r < 0) {
 			wlog_error("restoring the snapshot: %s", err.msg);
 			fprintf(stderr, "wisp-vmm: %s\n", err.msg);
-			vm_request_exit(&vm, vm.kvm_fd < 0 ? WISP_EXIT_BAD_CONFIG : WISP_EXIT_GENERIC);
+			/* 152: refused before any vCPU ran (the VMM is fresh);
+			 * 1: failed once the vCPU threads existed. */
+			vm_request_exit(&vm, api.broken ? WISP_EXIT_GENERIC : WISP_EXIT_BAD_CONFIG);
 		}
 	}
 	code = evloop_run(&vm.loop);

@@ -296,21 +296,6 @@ out:
 
 /* ---- load ---- */
 
-/* The saved CPUID of every vCPU against what this host's KVM supports,
- * before the VM exists (a refused load leaves the VMM fresh). */
-static int check_cpuid(struct snap_image *img, const struct vm_config *cfg, struct wisp_err *err)
-{
-	_cleanup_close_ int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	if (kvm < 0)
-		return wisp_err_sys(err, errno, "opening /dev/kvm");
-	_cleanup_free_ struct kvm_cpuid2 *supported = NULL;
-	int r = cpu_supported_cpuid(kvm, &supported, err);
-	if (r < 0)
-		return r;
-	return snap_cpuid_verify(img, supported, (int)cfg->machine.vcpu_count,
-				 cfg->machine.smt ? 2 : 1, err);
-}
-
 /* Every drive's backing file opens as the block device will open it: a
  * missing or unwritable disk is refused before the VM exists. */
 static int check_drives(const struct vm_config *cfg, struct wisp_err *err)
@@ -326,10 +311,20 @@ static int check_drives(const struct vm_config *cfg, struct wisp_err *err)
 	return 0;
 }
 
-/* The snapshot's configuration with the load's overrides, its drives'
- * files and its vCPUs' CPUID checked against this host; the VMM's own
- * logger and metrics settings stay (a clone must not write to its
- * parent's files). */
+static void swap_log_metrics(struct vm_config *a, struct vm_config *b)
+{
+	struct vmcfg_logger lg = a->logger;
+	struct vmcfg_metrics mt = a->metrics;
+	a->logger = b->logger;
+	a->metrics = b->metrics;
+	b->logger = lg;
+	b->metrics = mt;
+}
+
+/* The snapshot's configuration with the load's overrides and its drives'
+ * files checked; the VMM's own logger and metrics settings go to out, cur
+ * gets the snapshot's (swap_log_metrics again puts them back: a clone
+ * must not write to its parent's files). */
 static int load_config(struct snap_image *img, const struct snap_load_req *req,
 		       struct vm_config *cur, struct vm_config *out, struct wisp_err *err)
 {
@@ -356,25 +351,19 @@ static int load_config(struct snap_image *img, const struct snap_load_req *req,
 				    out->machine.mem_size_mib,
 				    (unsigned long long)img->hdr.mem_size);
 	}
-	if ((r = snap_apply_overrides(out, req, err)) < 0 || (r = check_drives(out, err)) < 0 ||
-	    (r = check_cpuid(img, out, err)) < 0) {
+	if ((r = snap_apply_overrides(out, req, err)) < 0 || (r = check_drives(out, err)) < 0) {
 		vmcfg_free(out);
 		return r;
 	}
-	struct vmcfg_logger lg = out->logger;
-	struct vmcfg_metrics mt = out->metrics;
-	out->logger = cur->logger;
-	out->metrics = cur->metrics;
-	cur->logger = lg;
-	cur->metrics = mt;
+	swap_log_metrics(cur, out);
 	return 0;
 }
 
 /* The second CPUID check, against what KVM gives each fresh vCPU. */
-static int check_vcpu_cpuid(struct vm *vm, struct snap_image *img, struct wisp_err *err)
+static int check_vcpu_cpuid(struct vm *vm, struct snap_image *img,
+			    const struct kvm_cpuid2 *supported, struct wisp_err *err)
 {
-	_cleanup_free_ struct kvm_cpuid2 *supported = NULL;
-	int r = cpu_supported_cpuid(vm->kvm_fd, &supported, err);
+	int r = 0;
 	for (int i = 0; r == 0 && i < vm->nr_vcpus; i++)
 		r = snap_cpuid_verify_vcpu(img, i, vm->vcpus[i].fd, supported, vm->nr_vcpus,
 					   vm->cfg.machine.smt ? 2 : 1, err);
@@ -382,9 +371,9 @@ static int check_vcpu_cpuid(struct vm *vm, struct snap_image *img, struct wisp_e
 }
 
 static int restore_components(struct vm *vm, struct snap_image *img, bool clock_realtime,
-			      struct wisp_err *err)
+			      const struct kvm_cpuid2 *supported, struct wisp_err *err)
 {
-	int r = check_vcpu_cpuid(vm, img, err);
+	int r = check_vcpu_cpuid(vm, img, supported, err);
 	if (r == 0)
 		r = snap_vm_restore(vm->vm_fd, img, clock_realtime, err);
 	for (int i = 0; r == 0 && i < vm->nr_vcpus; i++)
@@ -400,11 +389,60 @@ static int restore_components(struct vm *vm, struct snap_image *img, bool clock_
 	return r;
 }
 
-int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err *err)
+/* The configuration, the saved CPUID against this host (before the VM
+ * exists), the VM and its state, up to the vCPU threads (parked). On
+ * failure the VMM's own configuration is back, nothing has run and
+ * vm_unbuild() takes down what was built. */
+static int load_build(struct vm *vm, const struct snap_load_req *req, struct snap_image *img,
+		      int mem_fd, struct wisp_err *err)
 {
-	if (vm->state != VM_NOT_STARTED || vm->vm_fd >= 0)
-		return wisp_err_set(err, EPERM, "a snapshot can only be loaded into a fresh VMM");
 	uint64_t t0 = wisp_now_ns();
+	struct vm_config cfg;
+	int r = load_config(img, req, &vm->cfg, &cfg, err);
+	if (r < 0)
+		return r;
+	struct vm_config old = vm->cfg;
+	vm->cfg = cfg;
+	/* One supported CPUID table for the whole load: the check of the
+	 * saved CPUID before the VM exists, the vCPUs' own tables and the
+	 * check of what KVM gives them. The KVM VM is made on the same fd. */
+	_cleanup_free_ struct kvm_cpuid2 *supported = NULL;
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0)
+		r = wisp_err_sys(err, errno, "opening /dev/kvm");
+	if (r == 0)
+		r = cpu_supported_cpuid(vm->kvm_fd, &supported, err);
+	if (r == 0)
+		r = snap_cpuid_verify(img, supported, (int)vm->cfg.machine.vcpu_count,
+				      vm->cfg.machine.smt ? 2 : 1, err);
+	uint64_t t1 = wisp_now_ns();
+	if (r == 0)
+		r = vm_build_restored(vm, mem_fd, supported, err);
+	uint64_t t2 = wisp_now_ns();
+	if (r == 0)
+		r = restore_components(vm, img, req->clock_realtime, supported, err);
+	/* vCPU threads start parked: nothing runs until resume. */
+	for (int i = 0; r == 0 && i < vm->nr_vcpus; i++)
+		vcpu_request_pause(&vm->vcpus[i]);
+	if (r == 0)
+		r = vm_start(vm, err);
+	if (r < 0) {
+		swap_log_metrics(&vm->cfg, &old);
+		vmcfg_free(&vm->cfg);
+		vm->cfg = old;
+		return r;
+	}
+	vmcfg_free(&old);
+	wlog_info("snapshot %s: checks and config %llu us, VM build %llu us", req->snapshot_path,
+		  (unsigned long long)((t1 - t0) / 1000), (unsigned long long)((t2 - t1) / 1000));
+	return 0;
+}
+
+/* The files, then the VM up to its parked vCPU threads; on failure no
+ * vCPU has run and the VMM is fresh again. */
+static int load_files_and_build(struct vm *vm, const struct snap_load_req *req,
+				uint64_t *snap_id, struct wisp_err *err)
+{
 	struct snap_image img;
 	int r = snap_read_file(req->snapshot_path, &img, err);
 	if (r < 0)
@@ -414,28 +452,23 @@ int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err
 		snap_image_free(&img);
 		return fd;
 	}
-	struct vm_config cfg;
-	r = load_config(&img, req, &vm->cfg, &cfg, err);
-	if (r < 0) {
-		snap_image_free(&img);
-		return r;
-	}
-	vmcfg_free(&vm->cfg);
-	vm->cfg = cfg;
-	vm->snap_id = img.hdr.snap_id;
-	uint64_t t1 = wisp_now_ns();
-	r = vm_build_restored(vm, fd, err);
-	uint64_t t2 = wisp_now_ns();
-	if (r == 0)
-		r = restore_components(vm, &img, req->clock_realtime, err);
+	*snap_id = img.hdr.snap_id;
+	r = load_build(vm, req, &img, fd, err);
 	snap_image_free(&img);
 	if (r < 0)
+		vm_unbuild(vm);
+	return r;
+}
+
+int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err *err)
+{
+	if (vm->state != VM_NOT_STARTED || vm->vm_fd >= 0)
+		return wisp_err_set(err, EPERM, "a snapshot can only be loaded into a fresh VMM");
+	uint64_t t0 = wisp_now_ns(), snap_id = 0;
+	int r = load_files_and_build(vm, req, &snap_id, err);
+	if (r < 0)
 		return r;
-	/* vCPU threads start parked: nothing runs until resume. */
-	for (int i = 0; i < vm->nr_vcpus; i++)
-		vcpu_request_pause(&vm->vcpus[i]);
-	if ((r = vm_start(vm, err)) < 0)
-		return r;
+	vm->snap_id = snap_id;
 	for (int i = 0; i < vm->nr_vcpus; i++)
 		if (vcpu_wait_paused(&vm->vcpus[i]) < 0)
 			return wisp_err_set(err, EIO, "vCPU %d could not start (its seccomp filter did not load; see the log)", i);
@@ -445,8 +478,7 @@ int snap_vm_load(struct vm *vm, const struct snap_load_req *req, struct wisp_err
 	virtio_vsock_transport_reset(vm);
 	for (int i = 0; i < vm->nr_virtio; i++)
 		snap_virtio_kick(vm->virtio[i]);
-	wlog_info("snapshot %s loaded in %llu us (checks and config %llu us, VM build %llu us)",
-		  req->snapshot_path, (unsigned long long)((wisp_now_ns() - t0) / 1000),
-		  (unsigned long long)((t1 - t0) / 1000), (unsigned long long)((t2 - t1) / 1000));
+	wlog_info("snapshot %s loaded in %llu us", req->snapshot_path,
+		  (unsigned long long)((wisp_now_ns() - t0) / 1000));
 	return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "boot.h"
 #include "boot_timer.h"
+#include "common/cleanup.h"
 #include "common/io.h"
 #include "common/log.h"
 #include "cpu.h"
@@ -176,29 +177,33 @@ static int vm_load_guest(struct vm *vm, struct wisp_err *err)
 	return mptable_write(&vm->mem, vm->nr_vcpus, err);
 }
 
-static int vm_create_vcpus(struct vm *vm, struct wisp_err *err)
+/* supported: the host's CPUID table when the caller has it already (a
+ * snapshot load); NULL: fetched here. */
+static int vm_create_vcpus(struct vm *vm, const struct kvm_cpuid2 *supported,
+			   struct wisp_err *err)
 {
-	struct kvm_cpuid2 *cpuid = NULL;
-	int r = cpu_supported_cpuid(vm->kvm_fd, &cpuid, err);
-	if (r)
-		return r;
-	vm->vcpus = calloc((size_t)vm->nr_vcpus, sizeof(*vm->vcpus));
-	if (!vm->vcpus) {
-		free(cpuid);
-		return wisp_err_set(err, ENOMEM, "allocating vCPUs");
+	_cleanup_free_ struct kvm_cpuid2 *own = NULL;
+	int r = 0;
+	if (!supported) {
+		if ((r = cpu_supported_cpuid(vm->kvm_fd, &own, err)))
+			return r;
+		supported = own;
 	}
+	vm->vcpus = calloc((size_t)vm->nr_vcpus, sizeof(*vm->vcpus));
+	if (!vm->vcpus)
+		return wisp_err_set(err, ENOMEM, "allocating vCPUs");
 	for (int i = 0; i < vm->nr_vcpus && !r; i++) {
-		r = vcpu_create(vm, &vm->vcpus[i], i, cpuid, err);
+		r = vcpu_create(vm, &vm->vcpus[i], i, supported, err);
 		vm->vcpus_created = i + 1;
 	}
-	free(cpuid);
 	return r;
 }
 
 /* mem_fd < 0: a fresh boot (anonymous RAM, the kernel loaded); otherwise
  * RAM is the snapshot memory file mem_fd, mapped MAP_PRIVATE, and no kernel
  * is loaded: the snapshot's vCPU state replaces the boot state. */
-static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
+static int vm_build_from(struct vm *vm, int mem_fd, const struct kvm_cpuid2 *supported,
+			 struct wisp_err *err)
 {
 	int r;
 	vm->config_error = false;
@@ -239,7 +244,7 @@ static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
 		return r;
 	}
 	uint64_t t_load = wisp_now_ns();
-	if ((r = vm_create_vcpus(vm, err)))
+	if ((r = vm_create_vcpus(vm, supported, err)))
 		return r;
 	uint64_t t_end = wisp_now_ns();
 	wlog_info("VM built in %llu us: KVM VM %llu, RAM and slots %llu, devices %llu, guest load %llu, vCPUs %llu",
@@ -252,14 +257,15 @@ static int vm_build_from(struct vm *vm, int mem_fd, struct wisp_err *err)
 
 int vm_build(struct vm *vm, struct wisp_err *err)
 {
-	return vm_build_from(vm, -1, err);
+	return vm_build_from(vm, -1, NULL, err);
 }
 
-int vm_build_restored(struct vm *vm, int mem_fd, struct wisp_err *err)
+int vm_build_restored(struct vm *vm, int mem_fd, const struct kvm_cpuid2 *supported,
+		      struct wisp_err *err)
 {
 	if (mem_fd < 0)
 		return wisp_err_set(err, EBADF, "no snapshot memory file");
-	return vm_build_from(vm, mem_fd, err);
+	return vm_build_from(vm, mem_fd, supported, err);
 }
 
 int vm_start(struct vm *vm, struct wisp_err *err)

@@ -20,6 +20,7 @@ struct virtio_mmio_dev;
 struct serial;
 struct i8042;
 struct boot_timer;
+struct kvm_cpuid2;
 
 enum vm_state {
 	VM_NOT_STARTED = 0,
@@ -81,8 +82,11 @@ void vm_init(struct vm *vm);
 int vm_build(struct vm *vm, struct wisp_err *err);
 /* The same VM over a snapshot's memory file (mapped MAP_PRIVATE, so clean
  * pages stay shared through the page cache), without loading a kernel:
- * snap_vm_load() then restores every component's state. */
-int vm_build_restored(struct vm *vm, int mem_fd, struct wisp_err *err);
+ * snap_vm_load() then restores every component's state. The vCPUs get
+ * supported (KVM_GET_SUPPORTED_CPUID, fetched once by the load), and the
+ * KVM VM is made on vm->kvm_fd when the caller opened /dev/kvm already. */
+int vm_build_restored(struct vm *vm, int mem_fd, const struct kvm_cpuid2 *supported,
+		      struct wisp_err *err);
 /* Start the vCPU threads (InstanceStart). */
 int vm_start(struct vm *vm, struct wisp_err *err);
 /* Stop every vCPU at a safe point (out of KVM_RUN, registers consistent);

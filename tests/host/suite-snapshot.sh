@@ -5,7 +5,9 @@
 # missing one, one without a wisp footer, another snapshot's, a Diff's
 # memory file alone, a Diff's base not yet merged and a missing drive
 # backing file, each with its own message and exit 152, before KVM is
-# touched; nothing on disk changes.
+# touched; nothing on disk changes. With /dev/kvm (PVM): a load refused
+# after the VM is built leaves the VMM fresh (152; the API takes another
+# load or InstanceStart).
 # wisp-snap info/merge on real files: a merged diff passes the memory
 # checks its unmerged parts fail.
 set -uo pipefail
@@ -24,7 +26,9 @@ finish() { echo "snapshot: $pass passed, $fail failed, $skip skipped"; [ "$fail"
 for b in "$VMM" "$SNAP"; do [ -x "$b" ] || { bad "$b is not built"; finish; }; done
 tmp=$(mktemp -d /tmp/wisp-snap-suite.XXXXXX)
 out=$(mktemp /tmp/wisp-snap-suite-out.XXXXXX)   # outside $tmp: $tmp is compared
-trap 'rm -rf "$tmp" "$out"' EXIT
+kt=$(mktemp -d /tmp/wisp-snap-suite-kvm.XXXXXX)  # the tiny guest's part
+KPIDS=()
+trap 'for p in ${KPIDS[@]+"${KPIDS[@]}"}; do kill -KILL "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$tmp" "$out" "$kt"' EXIT
 
 listing() { (cd "$tmp" && find . -type f -exec sha256sum {} + | sort); }
 
@@ -179,4 +183,76 @@ cp "$tmp/mem" "$tmp/merged"
 refuse 'opening /dev/kvm|vcpu state of instance 0 has version 1' \
 	"a merged diff gets past the memory file checks" -- --restore-from "$tmp/dstate" --mem-file "$tmp/merged"
 rm -f "$tmp/info" "$tmp/.o"
+
+# With KVM (PVM runs the tiny guests): a load refused after the VM is
+# built (a drive of another size than at snapshot time, caught by the
+# block device's state) leaves the VMM fresh: --restore-from exits 152,
+# an API VMM is Not started and takes a valid load, or a configuration and
+# InstanceStart, afterwards; nothing on disk changes.
+GUEST=$PWD/$BUILD/guests/count.elf
+if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ] || [ ! -f "$GUEST" ] || ! command -v curl >/dev/null; then
+	skip=$((skip + 1)); echo "skip: refused after the VM is built (needs /dev/kvm, count.elf, curl)"; finish
+fi
+kapi() { # kapi SOCK METHOD PATH JSON: prints the HTTP status; body in $kt/body
+	curl -s -o "$kt/body" -w '%{http_code}' --max-time 30 --unix-socket "$1" \
+		-X "$2" "http://localhost$3" -H 'Content-Type: application/json' -d "$4"
+}
+wait_sock() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; return 1; }
+# wait_count FILE N: until FILE has N lines "count 0x.." (20 s)
+wait_count() { for _ in $(seq 200); do [ "$(grep -c 'count 0x' "$1")" -ge "$2" ] && return 0; sleep 0.1; done; return 1; }
+truncate -s 1M "$kt/disk"
+cat >"$kt/vm.json" <<EOF2
+{"boot-source": {"kernel_image_path": "$GUEST", "boot_args": "console=ttyS0"},
+ "machine-config": {"vcpu_count": 1, "mem_size_mib": 64},
+ "drives": [{"drive_id": "data", "path_on_host": "$kt/disk", "is_root_device": false, "is_read_only": false}]}
+EOF2
+"$VMM" --api-sock "$kt/orig.sock" --config-file "$kt/vm.json" </dev/null >"$kt/orig.out" 2>"$kt/orig.log" &
+KPIDS+=($!); orig=$!
+if wait_sock "$kt/orig.sock" && wait_count "$kt/orig.out" 2 &&
+   [ "$(kapi "$kt/orig.sock" PATCH /vm '{"state": "Paused"}')" = 204 ] &&
+   [ "$(kapi "$kt/orig.sock" PUT /snapshot/create "{\"snapshot_path\": \"$kt/state\", \"mem_file_path\": \"$kt/mem\"}")" = 204 ]; then
+	ok "tiny guest with a drive: paused and snapshotted"
+else
+	bad "tiny guest snapshot: $(cat "$kt/body" 2>/dev/null)"; sed 's/^/    /' "$kt/orig.log" | tail -5; finish
+fi
+kill -KILL $orig; wait $orig 2>/dev/null
+truncate -s 2M "$kt/disk"
+SIZEMSG='drive data: the guest knows a disk of 2048 sectors, its file here has 4096'
+ksums() { sha256sum "$kt/state" "$kt/mem" "$kt/disk"; }
+sums=$(ksums)
+timeout 30 "$VMM" --no-api --restore-from "$kt/state" --mem-file "$kt/mem" </dev/null >"$kt/r.out" 2>&1
+rc=$?
+if [ $rc -eq 152 ] && grep -q "$SIZEMSG" "$kt/r.out" && ! grep -q 'count 0x' "$kt/r.out" && [ "$sums" = "$(ksums)" ]; then
+	ok "--restore-from with a disk of another size: 152 after the VM was built, files unchanged"
+else bad "--restore-from with a disk of another size: exit $rc"; sed 's/^/    /' "$kt/r.out" | tail -5; fi
+
+LOAD="{\"snapshot_path\": \"$kt/state\", \"mem_backend\": {\"backend_type\": \"File\", \"backend_path\": \"$kt/mem\"}, \"resume_vm\": true}"
+# refused_api N: a fresh API VMM N whose load is refused; its output in $kt/aN.*
+refused_api() {
+	"$VMM" --api-sock "$kt/a$1.sock" </dev/null >"$kt/a$1.out" 2>"$kt/a$1.log" &
+	KPIDS+=($!)
+	wait_sock "$kt/a$1.sock" || { bad "API VMM $1 did not start"; return 1; }
+	local code
+	code=$(kapi "$kt/a$1.sock" PUT /snapshot/load "$LOAD")
+	[ "$code" = 400 ] && grep -q "$SIZEMSG" "$kt/body" || { bad "API load $1, disk of another size: HTTP $code $(cat "$kt/body")"; return 1; }
+	code=$(kapi "$kt/a$1.sock" GET / "")
+	[ "$code" = 200 ] && grep -q '"state":"Not started"' "$kt/body" || { bad "API VMM $1 after the refused load: HTTP $code $(cat "$kt/body")"; return 1; }
+	[ "$sums" = "$(ksums)" ] || { bad "API VMM $1: the refused load changed the files"; return 1; }
+}
+if refused_api 1; then
+	truncate -s 1M "$kt/disk"
+	code=$(kapi "$kt/a1.sock" PUT /snapshot/load "$LOAD")
+	if [ "$code" = 204 ] && wait_count "$kt/a1.out" 2; then
+		ok "API: a load refused after the VM was built leaves it Not started; a valid load follows and runs"
+	else bad "API: the valid load after a refused one: HTTP $code $(cat "$kt/body")"; sed 's/^/    /' "$kt/a1.log" | tail -5; fi
+	truncate -s 2M "$kt/disk"; sums=$(ksums)
+fi
+if refused_api 2; then
+	b=$(kapi "$kt/a2.sock" PUT /boot-source "{\"kernel_image_path\": \"$GUEST\", \"boot_args\": \"console=ttyS0\"}")
+	m=$(kapi "$kt/a2.sock" PUT /machine-config '{"vcpu_count": 1, "mem_size_mib": 64}')
+	s=$(kapi "$kt/a2.sock" PUT /actions '{"action_type": "InstanceStart"}')
+	if [ "$b$m$s" = 204204204 ] && wait_count "$kt/a2.out" 2; then
+		ok "API: after a refused load, a configuration and InstanceStart boot"
+	else bad "API: InstanceStart after a refused load: $b $m $s $(cat "$kt/body")"; sed 's/^/    /' "$kt/a2.log" | tail -5; fi
+fi
 finish
