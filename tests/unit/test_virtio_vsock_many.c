@@ -18,9 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "virtio_fake.h"
-#include "vmm/evloop.h"
-#include "vmm/virtio/vsock.h"
+#include "vsock_fixture.h"
 
 #define CID      42
 #define QSZ      64
@@ -37,28 +35,6 @@
 #define HPORT    6000         /* the host's echo server */
 #define GBASE    7000         /* guest-initiated connections' guest ports */
 
-static struct fake_guest g;
-static struct virtio_mmio_dev *dev;
-static struct evloop loop;
-static pthread_t loop_thread;
-static char dir[64], uds[128];
-
-static void kick_cb(void *opaque, uint32_t ev)
-{
-	(void)ev;
-	struct virtio_kick *k = opaque;
-	uint64_t v;
-	if (read(k->d->kick_fd[k->qi], &v, sizeof(v)) < 0)
-		return;
-	virtio_mmio_kick(k->d, k->qi);
-}
-
-static void *loop_main(void *arg)
-{
-	(void)arg;
-	evloop_run(&loop);
-	return NULL;
-}
 
 static uint16_t rx_seen, tx_slot;
 
@@ -73,19 +49,7 @@ static void rx_post(uint16_t i)
 
 static void setup(void)
 {
-	fake_init(&g);
-	struct wisp_err e = { 0 };
-	cr_assert_eq(evloop_init(&loop, &e), 0);
-	snprintf(dir, sizeof(dir), "/tmp/wisp-vmany-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	snprintf(uds, sizeof(uds), "%s/v.sock", dir);
-	struct vmcfg_vsock cfg = { .present = true, .guest_cid = CID, .uds_path = uds };
-	cr_assert_eq(virtio_vsock_create(&g.mem, &loop, &cfg, &dev, &e), 0, "%s", e.msg);
-	for (int i = 0; i < 3; i++) {
-		dev->kick[i] = (struct virtio_kick){ .d = dev, .qi = i };
-		cr_assert_eq(evloop_add(&loop, dev->kick_fd[i], EPOLLIN, kick_cb, &dev->kick[i]), 0);
-	}
-	cr_assert_eq(pthread_create(&loop_thread, NULL, loop_main, NULL), 0);
+	vsock_fixture_setup("/tmp/wisp-vmany-XXXXXX", CID);
 	rx_seen = tx_slot = 0;
 	fake_bringup(dev, VIRTIO_BIT(VIRTIO_F_VERSION_1) | VIRTIO_BIT(VIRTIO_F_EVENT_IDX), QSZ);
 	for (uint16_t i = 0; i < NRX; i++)
@@ -95,15 +59,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	evloop_stop(&loop, 0);
-	pthread_join(loop_thread, NULL);
-	virtio_device_free(dev);
-	evloop_destroy(&loop);
-	char p[160];
-	snprintf(p, sizeof(p), "rm -rf %s", dir);
-	if (system(p) != 0)
-		cr_log_warn("cleanup of %s failed", dir);
-	fake_fini(&g);
+	vsock_fixture_teardown();
 }
 
 TestSuite(vmany, .init = setup, .fini = teardown, .timeout = 120);
