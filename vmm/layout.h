@@ -53,6 +53,7 @@
 #define WISP_SERIAL_IRQ         4
 #define WISP_I8042_DATA_PORT    0x60
 #define WISP_I8042_CMD_PORT     0x64
+#define WISP_CMOS_INDEX_PORT    0x70    /* index 0x70, data 0x71 */
 
 #define WISP_MAX_VCPUS          32
 #define WISP_MIN_MEM_MIB        16ULL

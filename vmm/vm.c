@@ -15,6 +15,7 @@
 #include "common/io.h"
 #include "common/log.h"
 #include "cpu.h"
+#include "cmos.h"
 #include "i8042.h"
 #include "kvm.h"
 #include "mptable.h"
@@ -79,16 +80,21 @@ static int vm_build_legacy_devices(struct vm *vm, struct wisp_err *err)
 {
 	vm->serial = calloc(1, sizeof(*vm->serial));
 	vm->i8042 = calloc(1, sizeof(*vm->i8042));
-	if (!vm->serial || !vm->i8042)
+	vm->cmos = calloc(1, sizeof(*vm->cmos));
+	if (!vm->serial || !vm->i8042 || !vm->cmos)
 		return wisp_err_set(err, ENOMEM, "allocating legacy devices");
 	serial_init(vm->serial, vm->serial_out_fd, serial_irq, vm);
 	i8042_init(vm->i8042, i8042_reset, i8042_irq, vm);
+	cmos_init(vm->cmos);
 	int r = bus_register(&vm->pio, WISP_SERIAL_PORT, 8, &serial_bus_ops, vm->serial, "serial",
 			     err);
 	if (!r)
 		r = bus_register(&vm->pio, WISP_I8042_DATA_PORT,
 				 WISP_I8042_CMD_PORT - WISP_I8042_DATA_PORT + 1, &i8042_bus_ops,
 				 vm->i8042, "i8042", err);
+	if (!r)
+		r = bus_register(&vm->pio, WISP_CMOS_INDEX_PORT, 2, &cmos_bus_ops, vm->cmos,
+				 "cmos", err);
 	if (r)
 		return r;
 	if (vm->serial_in_fd >= 0) {
@@ -341,6 +347,11 @@ void vm_unbuild(struct vm *vm)
 		i8042_destroy(vm->i8042);
 		free(vm->i8042);
 		vm->i8042 = NULL;
+	}
+	if (vm->cmos) {
+		cmos_destroy(vm->cmos);
+		free(vm->cmos);
+		vm->cmos = NULL;
 	}
 	free(vm->timer);
 	vm->timer = NULL;

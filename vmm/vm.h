@@ -19,6 +19,7 @@ struct vcpu;
 struct virtio_mmio_dev;
 struct serial;
 struct i8042;
+struct cmos;
 struct boot_timer;
 struct kvm_cpuid2;
 
@@ -54,6 +55,7 @@ struct vm {
 	_Atomic int state;              /* enum vm_state */
 	struct serial *serial;
 	struct i8042 *i8042;
+	struct cmos *cmos;
 	struct virtio_mmio_dev *virtio[WISP_VIRTIO_MMIO_MAX];
 	int nr_virtio;
 	uint64_t entry_addr;            /* guest entry point after loading */

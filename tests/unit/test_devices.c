@@ -1,10 +1,12 @@
-/* The UART register model, the i8042 and the per-vCPU CPUID patching. */
+/* The UART register model, the i8042, the CMOS clock and the per-vCPU
+ * CPUID patching. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "vmm/cmos.h"
 #include "vmm/cpu.h"
 #include "vmm/i8042.h"
 #include "vmm/serial.h"
@@ -169,6 +171,73 @@ Test(i8042, ctrl_alt_del_scancodes)
 		cr_assert_eq(i8042_send_ctrl_alt_del(&k), 0);
 	cr_assert_eq(i8042_send_ctrl_alt_del(&k), -ENOSPC, "buffer full");
 	i8042_destroy(&k);
+}
+
+/* 2026-11-29 21:07:09 UTC, a Sunday */
+static time_t fixed_now(void)
+{
+	return 1795986429;
+}
+
+static uint8_t crd(struct cmos *c, uint8_t reg)
+{
+	uint8_t v;
+	cmos_bus_ops.write(c, 0, &reg, 1);
+	cmos_bus_ops.read(c, 1, &v, 1);
+	return v;
+}
+
+static void cwr(struct cmos *c, uint8_t reg, uint8_t v)
+{
+	cmos_bus_ops.write(c, 0, &reg, 1);
+	cmos_bus_ops.write(c, 1, &v, 1);
+}
+
+Test(cmos, clock_in_bcd_and_binary)
+{
+	struct cmos c;
+	cmos_init(&c);
+	c.now = fixed_now;
+	cr_assert_eq(crd(&c, 0x00), 0x09);
+	cr_assert_eq(crd(&c, 0x02), 0x07);
+	cr_assert_eq(crd(&c, 0x04), 0x21);
+	cr_assert_eq(crd(&c, 0x06), 0x01, "Sunday is day 1");
+	cr_assert_eq(crd(&c, 0x07), 0x29);
+	cr_assert_eq(crd(&c, 0x08), 0x11);
+	cr_assert_eq(crd(&c, 0x09), 0x26);
+	cr_assert_eq(crd(&c, 0x32), 0x20);
+	cr_assert_eq(crd(&c, 0x0a) & 0x80, 0, "no update in progress");
+	cr_assert_eq(crd(&c, 0x0d), 0x80, "time valid");
+	/* binary mode, then 12-hour mode: 21:xx is 9 PM */
+	cwr(&c, 0x0b, 0x06);
+	cr_assert_eq(crd(&c, 0x04), 21);
+	cr_assert_eq(crd(&c, 0x09), 26);
+	cwr(&c, 0x0b, 0x00);
+	cr_assert_eq(crd(&c, 0x04), 0x89);
+	cmos_destroy(&c);
+}
+
+Test(cmos, ram_and_read_only_registers)
+{
+	struct cmos c;
+	cmos_init(&c);
+	c.now = fixed_now;
+	/* SMP boot's warm-reset code, with the NMI-mask bit in the index */
+	cwr(&c, 0x8f, 0x0a);
+	cr_assert_eq(crd(&c, 0x0f), 0x0a);
+	cwr(&c, 0x7f, 0x5a);
+	cr_assert_eq(crd(&c, 0x7f), 0x5a);
+	/* the clock follows the host; status C and D cannot be written */
+	cwr(&c, 0x00, 0x59);
+	cr_assert_eq(crd(&c, 0x00), 0x09);
+	cwr(&c, 0x0d, 0x00);
+	cr_assert_eq(crd(&c, 0x0d), 0x80);
+	cwr(&c, 0x0c, 0xff);
+	cr_assert_eq(crd(&c, 0x0c), 0x00);
+	/* the update-in-progress bit of status A is read-only */
+	cwr(&c, 0x0a, 0xa6);
+	cr_assert_eq(crd(&c, 0x0a), 0x26);
+	cmos_destroy(&c);
 }
 
 static struct kvm_cpuid2 *cpuid_table(void)
