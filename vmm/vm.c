@@ -34,14 +34,18 @@ void vm_init(struct vm *vm)
 	vm->pio.name = "pio";
 	vm->mmio.name = "mmio";
 	vm->exec_ns = wisp_now_ns();
+	pthread_mutex_init(&vm->irq_lock, NULL);
 }
 
-/* Edge-triggered legacy IRQs: raise and lower the IOAPIC line. */
+/* Edge-triggered legacy IRQs: raise and lower the IOAPIC line, as one step
+ * (vm.h, irq_lock). */
 static void vm_pulse_irq(struct vm *vm, unsigned int gsi)
 {
+	pthread_mutex_lock(&vm->irq_lock);
 	int r = vm_irq_line(vm, gsi, 1);
 	if (!r)
 		r = vm_irq_line(vm, gsi, 0);
+	pthread_mutex_unlock(&vm->irq_lock);
 	if (r)
 		wlog_rl(WISP_LOG_ERROR, "KVM_IRQ_LINE %u: %s", gsi, strerror(-r));
 }
@@ -377,4 +381,5 @@ void vm_destroy(struct vm *vm)
 	vm->state = VM_STOPPED;
 	evloop_destroy(&vm->loop);
 	vmcfg_free(&vm->cfg);
+	pthread_mutex_destroy(&vm->irq_lock);
 }

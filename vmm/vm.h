@@ -53,6 +53,12 @@ struct vm {
 	int nr_vcpus;
 	int vcpus_created;              /* vcpus[0..vcpus_created) need destroying */
 	_Atomic int state;              /* enum vm_state */
+	/* One legacy IRQ pulse at a time: two threads pulsing the same line
+	 * interleaved (1, 1, 0, 0) make one edge out of two, and KVM coalesces
+	 * the second away (the API thread's SendCtrlAltDel against a vCPU's
+	 * read of the i8042, the VMM thread's serial input against a vCPU's
+	 * serial output). */
+	pthread_mutex_t irq_lock;
 	struct serial *serial;
 	struct i8042 *i8042;
 	struct cmos *cmos;
