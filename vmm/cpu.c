@@ -329,4 +329,10 @@ void cpu_dump_regs(int vcpu_fd, int id)
 	wlog_error("vCPU %d: cs=%04x base=%llx ss=%04x ds=%04x gdt=%llx/%x idt=%llx/%x", id,
 		   s.cs.selector, s.cs.base, s.ss.selector, s.ds.selector, s.gdt.base,
 		   s.gdt.limit, s.idt.base, s.idt.limit);
+	/* KVM on AMD re-initialises the vCPU when it intercepts a shutdown
+	 * (the VMCB is undefined after one): the dump above is then the
+	 * power-on state, not the faulting context. Say so. */
+	if (g.rip == 0xfff0 && s.cs.selector == 0xf000 && !(s.cr0 & 1))
+		wlog_error("vCPU %d: these are power-on values: the host's KVM reset the vCPU at "
+			   "the shutdown (AMD hosts do), so the faulting context is lost", id);
 }
