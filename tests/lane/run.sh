@@ -132,7 +132,7 @@ fi
 report() {
 	local line rest kind name status rc secs pass=0 fail=0 skip=0 done=0 setupfail=0 ready=0
 	local rrc outbuf=$outdir/.case-output t0=$SECONDS deadline=0 current="" grace=${WISP_LANE_HANG_GRACE:-120}
-	local partial=""
+	local partial="" l2crash=0
 	: > "$outbuf"
 	while :; do
 		# A case the L2 never reports on (the L2 hung, or its runner did) ends
@@ -158,7 +158,16 @@ report() {
 			[ -n "$line" ] || break
 		fi
 		line=${line//$'\r'/}
-		[[ $line == *"$P "* ]] || continue
+		if [[ $line != *"$P "* ]]; then
+			# The L2's own kernel crashing (it prints only its most severe
+			# messages) is the nested lane failing, not wisp: say so.
+			if [[ $line =~ (Kernel\ panic|BUG:|Oops:|general\ protection\ fault|stack\ guard\ page) ]] \
+				&& [ "$l2crash" -lt 5 ]; then
+				echo "lane: the L2's kernel (the nested host, not a wisp guest) reported: ${line:0:200}"
+				l2crash=$((l2crash + 1))
+			fi
+			continue
+		fi
 		rest=${line#*"$P "}
 		kind=${rest%% *}; rest=${rest#"$kind"}; rest=${rest# }
 		case $kind in
