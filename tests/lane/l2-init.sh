@@ -51,7 +51,14 @@ if ! grep -q . /sys/module/kvm_amd/parameters/npt 2>/dev/null; then
 	echo "$P setup-fail kvm_amd is not loaded"
 	finish
 fi
-echo "$P setup-ok kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt) nproc=$(nproc) mem_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo)"
+# Keep the nested host from remapping guest RAM under running microVMs:
+# no transparent huge pages (khugepaged collapsing a VMM's memory) and no
+# proactive compaction. Each remap is an NPT change whose TLB flush QEMU's
+# emulated SVM must get right, and long runs here have ended with the L2's
+# kernel or a guest corrupted (see tests/lane/README.md).
+echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
+echo 0 > /proc/sys/vm/compaction_proactiveness 2>/dev/null
+echo "$P setup-ok kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt) nproc=$(nproc) mem_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo) thp=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
 
 /lane/tests/lane/runner.sh /lane/tests /lane/bin /lane/guests /lane/images /tmp/lane
 finish
