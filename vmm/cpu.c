@@ -15,6 +15,16 @@
  * AMX (17-18). Supervisor components live in IA32_XSS, never in XCR0. */
 #define CPU_XCR0_USER 0x602ffull
 
+static struct kvm_cpuid_entry2 *leaf(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
+{
+	for (uint32_t i = 0; i < c->nent; i++)
+		if (c->entries[i].function == fn &&
+		    (!(c->entries[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
+		     c->entries[i].index == idx))
+			return &c->entries[i];
+	return NULL;
+}
+
 int cpu_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, struct wisp_err *err)
 {
 	/* Headroom for the hypervisor leaves we may add. */
@@ -33,24 +43,11 @@ int cpu_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out, struct wisp_err *er
 	 * LAPIC timer without calibrating it against the PIT (a calibration
 	 * that can fail under a loaded or nested host, leaving the guest on a
 	 * periodic PIT tick) and programs one-shot deadlines when idle. */
-	struct kvm_cpuid_entry2 *one = NULL;
-	for (uint32_t i = 0; i < c->nent; i++)
-		if (c->entries[i].function == 0x1)
-			one = &c->entries[i];
+	struct kvm_cpuid_entry2 *one = leaf(c, 0x1, 0);
 	if (one && kvm_ioctl(kvm_fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_TSC_DEADLINE_TIMER) > 0)
 		one->ecx |= 1u << 24;
 	*out = c;
 	return 0;
-}
-
-static struct kvm_cpuid_entry2 *leaf(struct kvm_cpuid2 *c, uint32_t fn, uint32_t idx)
-{
-	for (uint32_t i = 0; i < c->nent; i++)
-		if (c->entries[i].function == fn &&
-		    (!(c->entries[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) ||
-		     c->entries[i].index == idx))
-			return &c->entries[i];
-	return NULL;
 }
 
 static int order(int n)
