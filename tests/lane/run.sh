@@ -27,6 +27,8 @@
 #                            cases' timeouts + 300, at most 3000)
 #   WISP_LANE_HANG_GRACE     seconds past a case's timeout before the host
 #                            declares the L2 hung and stops QEMU (120)
+#   WISP_LANE_L2_RESTARTS    how often a crashed or hung L2 is restarted
+#                            for the cases without a result (2)
 #   WISP_LANE_GUEST_LOGLEVEL kernel loglevel in lib.sh's LANE_BOOT_ARGS (5)
 #   WISP_LANE_VERBOSE=1      show every case's output, not only failures'
 #   WISP_LANE_NO_BUILD=1     do not run make / the image builders first
@@ -58,13 +60,14 @@ fi
 # ---- which cases, and how long they may take -------------------------------------
 . "$here/select.sh"
 export WISP_LANE_KIND=${WISP_LANE_KIND:-all}
-ncases=0 budget=0
+ncases=0 budget=0 selected=()
 for c in "$here"/cases/*.sh; do
 	[ -e "$c" ] || continue
 	lane_selected "$(basename "$c" .sh)" "$WISP_LANE_FILTER" || continue
 	lane_kind_ok "$c" "$WISP_LANE_KIND" || continue
 	t=$(sed -n 's/^# lane-timeout: *\([0-9][0-9]*\).*/\1/p' "$c" | head -n1)
 	ncases=$((ncases + 1)); budget=$((budget + ${t:-${WISP_LANE_CASE_TIMEOUT:-300}}))
+	selected+=("$(basename "$c" .sh)")
 done
 # The sum of the case timeouts is only a ceiling; past 50 minutes something
 # is hung, and the README's whole test command must stay under an hour.
@@ -128,11 +131,13 @@ fi
 
 # ---- parse the runner's protocol from stdin -----------------------------------------
 # Prints RUN/PASS/FAIL/SKIPPED as results arrive and leaves the counts in
-# $outdir/summary ("PASSED FAILED SKIPPED DONE SETUP_FAILED").
+# $outdir/summary ("PASSED FAILED SKIPPED DONE SETUP_FAILED READY L2CRASH
+# L2HUNG CURRENT"; CURRENT is the case in flight when the output ended, or -).
+# Every case with a result is appended to $outdir/reported.
 report() {
 	local line rest kind name status rc secs pass=0 fail=0 skip=0 done=0 setupfail=0 ready=0
 	local rrc outbuf=$outdir/.case-output t0=$SECONDS deadline=0 current="" grace=${WISP_LANE_HANG_GRACE:-120}
-	local partial="" l2crash=0
+	local partial="" l2crash=0 hung=0
 	: > "$outbuf"
 	while :; do
 		# A case the L2 never reports on (the L2 hung, or its runner did) ends
@@ -149,8 +154,8 @@ report() {
 		if [ "$rrc" -ne 0 ]; then
 			if [ "$rrc" -gt 128 ]; then
 				if [ "$deadline" -gt 0 ] && [ "$SECONDS" -gt "$deadline" ] && [ -f "$outdir/qemu.pid" ]; then
-					echo "FAIL     $current: no result from the L2 ${grace}s past the case's timeout; the L2 is hung, stopping QEMU"
-					fail=$((fail + 1)); deadline=0
+					echo "STOPPED  $current: no result from the L2 ${grace}s past the case's timeout; the L2 is hung, stopping QEMU"
+					hung=1; deadline=0
 					kill "$(cat "$outdir/qemu.pid")" 2>/dev/null
 				fi
 				continue
@@ -184,11 +189,12 @@ report() {
 			skip) echo "SKIPPED  $name: $(sed -n '1s/^SKIPPED:* *//p' "$outbuf")"; skip=$((skip + 1)) ;;
 			*) echo "FAIL     $name (exit $rc, ${secs}s); its output:"; fail=$((fail + 1)); sed 's/^/    | /' "$outbuf" ;;
 			esac
-			: > "$outbuf"; deadline=0 ;;
+			echo "$name" >> "$outdir/reported"
+			: > "$outbuf"; deadline=0; current="" ;;
 		done) done=1 ;;
 		esac
 	done
-	echo "$pass $fail $skip $done $setupfail $ready" > "$outdir/summary"
+	echo "$pass $fail $skip $done $setupfail $ready $((l2crash > 0)) $hung ${current:--}" > "$outdir/summary"
 }
 
 finish() {
@@ -211,6 +217,7 @@ echo "lane: mode $mode, $ncases case(s)${WISP_LANE_FILTER:+ matching '$WISP_LANE
 if [ "$mode" = direct ]; then
 	# Failed cases' scratch dirs from an earlier run would mislead.
 	for d in "$outdir"/*/; do [ "$(basename "$d")" = l2root ] || rm -rf "$d"; done
+	: > "$outdir/reported"
 	scratch=$(mktemp -d /dev/shm/wisp-lane.XXXXXX 2>/dev/null || mktemp -d)
 	trap 'rm -rf "$scratch"' EXIT
 	mkdir -p "$scratch/repo"
@@ -306,42 +313,82 @@ done
 copy_tests "$root/lane/tests"
 [ -d "$repo/bench" ] && cp -a "$repo/bench" "$root/lane/bench"
 install -m 0755 "$here/l2-init.sh" "$root/init"
-{
-	printf 'export WISP_LANE_FILTER=%q\n' "$WISP_LANE_FILTER"
-	[ -n "${WISP_LANE_CASE_TIMEOUT:-}" ] && printf 'export WISP_LANE_CASE_TIMEOUT=%q\n' "$WISP_LANE_CASE_TIMEOUT"
-	[ -n "${WISP_LANE_VERBOSE:-}" ] && printf 'export WISP_LANE_VERBOSE=%q\n' "$WISP_LANE_VERBOSE"
-	printf 'export WISP_LANE_KIND=%q\n' "$WISP_LANE_KIND"
-	[ -n "${WISP_LANE_GUEST_LOGLEVEL:-}" ] && printf 'export WISP_LANE_GUEST_LOGLEVEL=%q\n' "$WISP_LANE_GUEST_LOGLEVEL"
-	[ -n "${WISP_DEMO_MESSAGE:-}" ] && printf 'export WISP_DEMO_MESSAGE=%q\n' "$WISP_DEMO_MESSAGE"
-	echo 'export WISP_LANE_MODE=nested'
-} > "$root/lane/env"
-( cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 ) > "$outdir/l2-initramfs.cpio" ||
-	die "packing the L2 initramfs failed"
+
+# pack FILTER: the L2's settings (FILTER: the cases it runs) and the initramfs.
+pack() {
+	{
+		printf 'export WISP_LANE_FILTER=%q\n' "$1"
+		[ -n "${WISP_LANE_CASE_TIMEOUT:-}" ] && printf 'export WISP_LANE_CASE_TIMEOUT=%q\n' "$WISP_LANE_CASE_TIMEOUT"
+		[ -n "${WISP_LANE_VERBOSE:-}" ] && printf 'export WISP_LANE_VERBOSE=%q\n' "$WISP_LANE_VERBOSE"
+		printf 'export WISP_LANE_KIND=%q\n' "$WISP_LANE_KIND"
+		[ -n "${WISP_LANE_GUEST_LOGLEVEL:-}" ] && printf 'export WISP_LANE_GUEST_LOGLEVEL=%q\n' "$WISP_LANE_GUEST_LOGLEVEL"
+		[ -n "${WISP_DEMO_MESSAGE:-}" ] && printf 'export WISP_DEMO_MESSAGE=%q\n' "$WISP_DEMO_MESSAGE"
+		echo 'export WISP_LANE_MODE=nested'
+	} > "$root/lane/env"
+	( cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc --owner=0:0 ) > "$outdir/l2-initramfs.cpio"
+}
+pack "$WISP_LANE_FILTER" || die "packing the L2 initramfs failed"
 echo "lane: L2 kernel $kver, packed in $((SECONDS - pack_t0))s, initramfs $(( $(stat -c %s "$outdir/l2-initramfs.cpio") / 1048576 )) MiB (QEMU peer: $((peer_kib / 1024)) MiB of it); overall limit ${total_timeout}s"
 
 # ---- nested: boot it ----------------------------------------------------------------
 # HOST.md: TCG with emulated SVM and nested paging; -smp 2 (one vCPU stalls).
 # no_timer_check: under TCG on a busy host the IO-APIC timer check can
 # misfire and panic the L2 ("IO-APIC + timer doesn't work").
+#
+# The L2 is restarted (at most WISP_LANE_L2_RESTARTS times, default 2) when
+# it dies under a case: its own kernel crashed (panic, BUG, oops on its
+# console) or it stopped answering. That is QEMU's emulated SVM failing
+# (tests/lane/README.md, "Known failures of the nested lane itself"), not a
+# result: an unprivileged VMM process cannot take its host's kernel down.
+# The fresh L2 runs the case in flight and every case without a result yet;
+# the results already reported stand. A wisp guest's own failure (a triple
+# fault included) is a result and is never rerun.
 log=$outdir/l2-serial.log
-for attempt in 1 2; do
+: > "$outdir/reported"
+end=$((SECONDS + total_timeout))
+max_restarts=${WISP_LANE_L2_RESTARTS:-2}
+boot=0 restarts=0 filter=$WISP_LANE_FILTER
+tp=0 tf=0 ts=0 ready_once=0
+while :; do
+	boot=$((boot + 1))
 	t0=$(date +%s)
 	rm -f "$outdir/qemu.pid"
-	timeout -k 10 "$total_timeout" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt \
+	timeout -k 10 "$((end - SECONDS))" qemu-system-x86_64 -accel tcg,thread=multi -cpu EPYC,+svm,+npt \
 		-smp 2 -m 4G -nographic -no-reboot -nic none -pidfile "$outdir/qemu.pid" \
 		-kernel "$vmlinuz" -initrd "$outdir/l2-initramfs.cpio" \
 		-append "console=ttyS0 rdinit=/init quiet loglevel=3 panic=-1 no_timer_check" \
 		</dev/null 2>&1 | tee "$log" | report
 	rc=${PIPESTATUS[0]}
 	echo "lane: L2 ran $(( $(date +%s) - t0 ))s, serial log in ${log#"$repo/"}"
-	read -r _ _ _ _ _ ready < "$outdir/summary"
-	# An L2 that died before running anything (TCG timing trouble on a loaded
-	# host) gets one more try; anything later is a result.
-	if [ "$ready" = 1 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$attempt" -eq 2 ]; then break; fi
-	echo "lane: the L2 did not come up (QEMU status $rc); its console said:"
-	grep -v 'TCG doesn.t support' "$log" | tail -n 15 | tr -d '\r' | sed 's/^/    /'
-	echo "lane: retrying the L2 boot once"
-	cp "$log" "$outdir/l2-serial.attempt1.log"
+	read -r p f s done setupfail ready crashed hung current < "$outdir/summary"
+	tp=$((tp + p)) tf=$((tf + f)) ts=$((ts + s))
+	[ "$ready" = 1 ] && ready_once=1
+	[ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$done" = 1 ] || [ "$SECONDS" -ge $((end - 60)) ] && break
+	cp "$log" "$outdir/l2-serial.boot$boot.log"
+	# An L2 that died before running anything (TCG timing trouble on a
+	# loaded host) gets one more try.
+	if [ "$ready" != 1 ]; then
+		[ "$ready_once" = 0 ] && [ "$boot" -eq 1 ] || break
+		echo "lane: the L2 did not come up (QEMU status $rc); its console said:"
+		grep -v 'TCG doesn.t support' "$log" | tail -n 15 | tr -d '\r' | sed 's/^/    /'
+		echo "lane: retrying the L2 boot once (console kept as ${outdir#"$repo/"}/l2-serial.boot$boot.log)"
+		continue
+	fi
+	[ "$crashed" = 1 ] || [ "$hung" = 1 ] || break
+	[ "$restarts" -lt "$max_restarts" ] || break
+	restarts=$((restarts + 1))
+	# Exact names (select.sh: a leading '=') of the cases without a result.
+	filter="" left=0
+	for n in "${selected[@]}"; do
+		grep -qxF "$n" "$outdir/reported" && continue
+		filter+="=$n "; left=$((left + 1))
+	done
+	[ "$left" -gt 0 ] || break
+	what=$([ "$crashed" = 1 ] && echo crashed || echo hung)
+	[ "$current" = - ] && where="between cases" || where="during $current"
+	echo "lane: the nested host $what $where; its console is kept as ${outdir#"$repo/"}/l2-serial.boot$boot.log"
+	echo "lane: restart $restarts of $max_restarts: a fresh L2 runs the $left case(s) without a result yet"
+	pack "$filter" || die "packing the L2 initramfs failed"
 done
 bad=0
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
@@ -349,10 +396,13 @@ if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
 elif [ "$rc" -ne 0 ]; then
 	echo "lane: QEMU exited with status $rc"; bad=1
 fi
-read -r _ _ _ done _ < "$outdir/summary"
 if [ "$done" != 1 ]; then
 	echo "lane: the L2 stopped before all cases ran; last lines of its console:"
 	grep -v "TCG doesn.t support" "$log" | tail -n 40 | tr -d "\r" | sed "s/^/    /"
+	# The case in flight has no result of its own: it failed with the L2.
+	[ "$current" != - ] && { echo "FAIL     $current: the L2 died under it"; tf=$((tf + 1)); }
 	bad=1
 fi
+[ "$restarts" -gt 0 ] && echo "lane: the L2 was restarted $restarts time(s) after the nested host crashed or hung; every case has one result"
+echo "$tp $tf $ts $done $setupfail $ready_once $crashed $hung $current" > "$outdir/summary"
 finish "$bad"

@@ -3,11 +3,16 @@
 
 # lane_selected NAME FILTER: NAME (a case name without .sh) matches one of
 # FILTER's space- or comma-separated shell patterns (a plain word matches as
-# a substring); an empty FILTER selects every case.
+# a substring, a word after '=' only as the whole name); an empty FILTER
+# selects every case.
 lane_selected() {
 	local name=$1 filter=$2 pat
 	[ -z "$filter" ] && return 0
 	for pat in ${filter//,/ }; do
+		if [[ $pat == =* ]]; then
+			[[ $name == "${pat#=}" ]] && return 0
+			continue
+		fi
 		# shellcheck disable=SC2053
 		[[ $name == $pat || $name == *$pat* ]] && return 0
 	done
