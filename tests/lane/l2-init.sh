@@ -58,7 +58,15 @@ fi
 # kernel or a guest corrupted (see tests/lane/README.md).
 echo never > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
 echo 0 > /proc/sys/vm/compaction_proactiveness 2>/dev/null
-echo "$P setup-ok kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt) nproc=$(nproc) mem_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo) thp=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)"
+echo "$P setup-ok kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt) nproc=$(nproc) mem_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo) thp=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null) clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)"
+# The L2 kernel's warnings and errors (the console shows only the worst),
+# every 10 s as "l2log" lines: when the nested host dies or stalls, its
+# serial log then says what it complained of before (run.sh shows them).
+( while sleep 10; do
+	dmesg -r -c 2>/dev/null | grep '^<[0-4]>' | tr -cd '\11\12\40-\176' | while IFS= read -r l; do
+		printf '%s l2log | %s\n' "$P" "$l"
+	done
+done ) &
 
 /lane/tests/lane/runner.sh /lane/tests /lane/bin /lane/guests /lane/images /tmp/lane
 finish

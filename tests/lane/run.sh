@@ -330,6 +330,14 @@ pack() {
 pack "$WISP_LANE_FILTER" || die "packing the L2 initramfs failed"
 echo "lane: L2 kernel $kver, packed in $((SECONDS - pack_t0))s, initramfs $(( $(stat -c %s "$outdir/l2-initramfs.cpio") / 1048576 )) MiB (QEMU peer: $((peer_kib / 1024)) MiB of it); overall limit ${total_timeout}s"
 
+# l2log LOG: the last warnings and errors the L2's kernel logged (l2-init.sh
+# forwards them every 10 s).
+l2log() {
+	grep -aq "$P l2log" "$1" || return 0
+	echo "lane: the last warnings the nested host's kernel logged:"
+	grep -a "$P l2log" "$1" | tail -n 12 | tr -d '\r' | sed "s/^.*$P l2log | /    /" | cut -c1-200
+}
+
 # ---- nested: boot it ----------------------------------------------------------------
 # HOST.md: TCG with emulated SVM and nested paging; -smp 2 (one vCPU stalls).
 # no_timer_check: under TCG on a busy host the IO-APIC timer check can
@@ -387,6 +395,7 @@ while :; do
 	what=$([ "$crashed" = 1 ] && echo crashed || echo hung)
 	[ "$current" = - ] && where="between cases" || where="during $current"
 	echo "lane: the nested host $what $where; its console is kept as ${outdir#"$repo/"}/l2-serial.boot$boot.log"
+	l2log "$log"
 	echo "lane: restart $restarts of $max_restarts: a fresh L2 runs the $left case(s) without a result yet"
 	pack "$filter" || die "packing the L2 initramfs failed"
 done
@@ -398,7 +407,8 @@ elif [ "$rc" -ne 0 ]; then
 fi
 if [ "$done" != 1 ]; then
 	echo "lane: the L2 stopped before all cases ran; last lines of its console:"
-	grep -v "TCG doesn.t support" "$log" | tail -n 40 | tr -d "\r" | sed "s/^/    /"
+	grep -v "TCG doesn.t support" "$log" | grep -av "$P l2log" | tail -n 40 | tr -d "\r" | sed "s/^/    /"
+	l2log "$log"
 	# The case in flight has no result of its own: it failed with the L2.
 	[ "$current" != - ] && { echo "FAIL     $current: the L2 died under it"; tf=$((tf + 1)); }
 	bad=1
