@@ -17,6 +17,7 @@
 #include "seccomp.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
@@ -414,5 +415,10 @@ int seccomp_install(enum seccomp_thread_kind kind, struct wisp_err *err)
 		r = sc_selftest(kind, err);
 out:
 	seccomp_release(ctx);
+	/* Building the filter is the largest transient allocation a thread
+	 * makes; hand its freed pages back (madvise is allowed above), or they
+	 * stay resident for the VMM's life: 1672 KiB of RSS beyond guest RAM
+	 * became 1548 KiB (bench/boot.sh). */
+	malloc_trim(0);
 	return r;
 }
