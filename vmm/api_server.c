@@ -324,27 +324,28 @@ static int run_on_vmm_thread(void *arg)
 
 /* Our own replies, marked as ours for out_cb, with a Content-Length on
  * every reply that has a body (evhttp leaves it out for CONNECT and HEAD).
- * A HEAD request is refused like any other unserved method; its reply
- * keeps the fault_message body and closes the connection, so no client can
- * take those bytes for the start of a next response. */
+ * A HEAD request is refused like any other unserved method, with the
+ * header fields the same request as GET would get and no content (RFC 9112
+ * 6.3: a response to HEAD ends with its header block), so the connection
+ * stays usable. */
 static void send_json(struct evhttp_request *req, struct api_conn *c, int status, json_t *body)
 {
 	struct evbuffer *out = evbuffer_new();
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	bool head = evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
 	if (out && text) {
 		char clen[24];
 		snprintf(clen, sizeof(clen), "%zu", strlen(text));
 		evhttp_add_header(h, "Content-Type", "application/json");
 		evhttp_add_header(h, "Content-Length", clen);
-		if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD)
-			evhttp_add_header(h, "Connection", "close");
-		evbuffer_add(out, text, strlen(text));
+		if (!head)
+			evbuffer_add(out, text, strlen(text));
 	}
 	const char *reason = status == 200 ? "OK" : status == 204 ? "No Content" : "Bad Request";
 	if (c)
 		c->ours = true;
-	evhttp_send_reply(req, status, reason, status == 204 ? NULL : out);
+	evhttp_send_reply(req, status, reason, status == 204 || head ? NULL : out);
 	if (c)
 		c->ours = false;
 	free(text);
