@@ -3,8 +3,9 @@
 # (tests/host/lane-fake/) that prints the L2 runner's protocol: when the L2
 # crashes or hangs, a fresh L2 runs exactly the cases without a result; a
 # failure a case reports itself is never rerun; past the restart budget the
-# case in flight fails and so does the lane. No KVM or QEMU is needed; root
-# and the L2 kernel (tests/lane/l2-kernel.sh, cached) are, as for the lane.
+# case in flight fails and so does the lane. Then runner.sh alone: only in
+# the nested lane, a guest triple fault gets one more run. No KVM or QEMU is
+# needed; root and the L2 kernel (tests/lane/l2-kernel.sh, cached) are.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 pass=0; fail=0; skip=0
@@ -71,7 +72,43 @@ lane hang WISP_LANE_HANG_GRACE=1
 check "the L2 stops answering under 02-b: stopped, restarted, all pass" \
 	test "$RC" = 0 -a "$(count '^STOPPED +02-b')" = 1 -a "$(filters)" = '|=02-b =03-c |' -a "$(count '^lane: 3 passed, 0 failed')" = 1
 
+lane retry
+check "a retried case (guest triple fault) is shown, counted once, and named at the end" \
+	test "$RC" = 0 -a "$(count '^RETRY +01-a: a guest triple fault')" = 1 -a "$(count '^    \| vCPU 0: triple fault')" = 1 -a "$(count '^PASS +01-a')" = 1 -a "$(count '^lane: 3 passed, 0 failed')" = 1 -a "$(count '^lane: ran once more after a guest triple fault \(nested lane only\): 01-a')" = 1
+
 lane crash WISP_LANE_L2_RESTARTS=0
 check "no restarts left: the case in flight fails and the lane exits 1" \
 	test "$RC" = 1 -a "$(count '^FAIL +02-b: the L2 died under it')" = 1 -a "$(count '^lane: restart')" = 0 -a "$(filters)" = '|'
+
+# The runner itself (as in the L2): in the nested lane a case that failed
+# with a guest triple fault runs once more, at most twice per run; any other
+# failure, a second triple fault, or the direct lane: the failure stands.
+R=$T/runner
+mkdir -p "$R/tests/lane/cases" "$R/x"
+cp tests/lane/runner.sh tests/lane/select.sh "$R/tests/lane/"
+tf='echo "[fc_vcpu 0:ERROR] vCPU 0: triple fault (KVM_EXIT_SHUTDOWN); the guest is stopped" > "$WISP_TMP/vmm.log"; exit 1'
+printf '#!/usr/bin/env bash\n[ -f "$RSTATE/11" ] && exit 0\ntouch "$RSTATE/11"; %s\n' "$tf" > "$R/tests/lane/cases/11-tf-once.sh"
+printf '#!/usr/bin/env bash\n%s\n' "$tf" > "$R/tests/lane/cases/12-tf-always.sh"
+printf '#!/usr/bin/env bash\necho "FAIL: not a triple fault"; exit 1\n' > "$R/tests/lane/cases/13-other.sh"
+printf '#!/usr/bin/env bash\n[ -f "$RSTATE/14" ] && exit 0\ntouch "$RSTATE/14"; %s\n' "$tf" > "$R/tests/lane/cases/14-tf-third.sh"
+runner() { # MODE
+	rm -rf "$R/state" "$R/tmp"; mkdir -p "$R/state"
+	RSTATE=$R/state WISP_LANE_MODE=$1 WISP_LANE_FILTER= WISP_LANE_KIND=all \
+		timeout 60 bash "$R/tests/lane/runner.sh" "$R/tests" "$R/x" "$R/x" "$R/x" "$R/tmp" >"$T/out" 2>&1
+}
+P='@@wisp-lane@@'
+runner nested
+check "nested: a triple fault once -> one retry, then pass" \
+	test "$(count "^$P retry 11-tf-once ")" = 1 -a "$(count "^$P result 11-tf-once pass")" = 1
+check "nested: the failed attempt's log is shown before the retry" \
+	test "$(count "^$P out 11-tf-once \| .*triple fault \(KVM_EXIT_SHUTDOWN\)")" = 1
+check "nested: a second triple fault is the result (fail)" \
+	test "$(count "^$P retry 12-tf-always ")" = 1 -a "$(count "^$P result 12-tf-always fail")" = 1
+check "nested: another failure is never retried" \
+	test "$(count "^$P retry 13-other")" = 0 -a "$(count "^$P result 13-other fail")" = 1
+check "nested: no more than two retries a run (the third triple fault fails)" \
+	test "$(count "^$P retry 14-tf-third")" = 0 -a "$(count "^$P result 14-tf-third fail")" = 1 -a "$(count "^$P done 1 3 0")" = 1
+runner direct
+check "direct (hardware KVM): a triple fault is never retried" \
+	test "$(count "^$P retry")" = 0 -a "$(count "^$P result 11-tf-once fail")" = 1
 finish
