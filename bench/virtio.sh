@@ -54,7 +54,12 @@ measure() {
 	local name=$1 bytes=$2; shift 2
 	local c0 c1 t0 t1
 	c0=$(vt_cpu_ticks "$VMM"); t0=$(date +%s%N)
-	"$@" >"$WISP_TMP/out" 2>&1 || { cat "$WISP_TMP/out"; echo "virtio-bench: $name failed"; return 1; }
+	if ! "$@" >"$WISP_TMP/out" 2>&1; then
+		cat "$WISP_TMP/out"
+		echo "virtio-bench: $name failed; the VMM's log and the guest console (last 40 lines):"
+		tail -n 40 "$VT_LOG" | sed 's/^/    /'
+		return 1
+	fi
 	t1=$(date +%s%N); c1=$(vt_cpu_ticks "$VMM")
 	awk -v n="$name" -v b="$bytes" -v t=$((t1 - t0)) -v c=$((c1 - c0)) -v hz="$HZ" 'BEGIN {
 		s = t / 1e9; cpu = c / hz; gib = b / 1073741824
@@ -77,7 +82,9 @@ measure "net TCP guest->host" $bytes ip netns exec "$NS" curl -sS --retry 10 --r
 vt_sh "rm -f /tmp/www/z; setsid wisp-virtio-test source 5001 $bytes </dev/null >/dev/null 2>&1 & sleep 2" >/dev/null
 vsock_pull() {
 	local n
-	n=$(printf 'CONNECT 5001\n' | timeout 600 socat -t 600 - "UNIX-CONNECT:$VT_UDS" | wc -c)
-	[ "$n" -ge "$bytes" ]
+	# 32 MiB take seconds even in the nested lane: a transfer that stalls
+	# fails in 3 minutes, saying how far it got.
+	n=$(printf 'CONNECT 5001\n' | timeout 180 socat -t 180 - "UNIX-CONNECT:$VT_UDS" | wc -c)
+	[ "$n" -ge "$bytes" ] || { echo "vsock: $n of $bytes bytes arrived (the reply line included)"; return 1; }
 }
 measure "vsock guest->host" $bytes vsock_pull
