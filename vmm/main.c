@@ -60,7 +60,9 @@ static void usage(FILE *f)
 		"  --load-snapshot FILE restore with a PUT /snapshot/load JSON body (overrides)\n"
 		"  --resume             resume the restored VM at once (implied by --no-api)\n"
 		"  --clock-realtime     step the restored guest's clock to the host's time\n"
-		"  --help, --version\n");
+		"  --help, --version\n"
+		"signals: SIGTERM, SIGINT, SIGHUP stop the VM and exit; SIGUSR1 logs each\n"
+		"  virtio device's queue and interrupt state (Info level) and goes on\n");
 }
 
 static bool id_valid(const char *id)
@@ -196,7 +198,8 @@ static int setup_logging(const struct opts *o)
 	return -1;
 }
 
-/* SIGTERM/SIGINT/SIGHUP end the VMM cleanly through the event loop. */
+/* SIGTERM/SIGINT/SIGHUP end the VMM cleanly through the event loop;
+ * SIGUSR1 logs the devices' state and goes on. */
 struct signal_ctx {
 	struct vm *vm;
 	int fd;
@@ -210,6 +213,10 @@ static void on_signal(void *opaque, uint32_t events)
 	if (read(c->fd, &si, sizeof(si)) != (ssize_t)sizeof(si))
 		return;
 	unsigned int signo = si.ssi_signo;
+	if (signo == SIGUSR1) {
+		vm_log_state(c->vm);
+		return;
+	}
 	wlog_info("stopping on signal %u", signo);
 	vm_request_exit(c->vm, WISP_EXIT_OK);
 }
@@ -283,6 +290,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	/* The event loop, metrics, and the API thread (unless --no-api). */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "boot.h"
@@ -325,6 +326,27 @@ int vm_send_ctrl_alt_del(struct vm *vm, struct wisp_err *err)
 	if (r)
 		return wisp_err_set(err, -r, "the guest has not read the previous keys yet");
 	return 0;
+}
+
+void vm_log_state(struct vm *vm)
+{
+	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
+	bool have_ioapic = vm->vm_fd >= 0 && ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) == 0;
+	if (!have_ioapic)
+		wlog_info("state: IOAPIC: KVM_GET_IRQCHIP: %s",
+			  vm->vm_fd < 0 ? "no VM" : strerror(errno));
+	for (int i = 0; i < vm->nr_virtio; i++) {
+		struct virtio_mmio_dev *d = vm->virtio[i];
+		virtio_mmio_log_state(d);
+		if (!have_ioapic || d->irq >= KVM_IOAPIC_NUM_PINS)
+			continue;
+		const struct kvm_ioapic_state *io = &chip.chip.ioapic;
+		__typeof__(io->redirtbl[0].fields) e = io->redirtbl[d->irq].fields;
+		wlog_info("state: %s: IOAPIC pin %u: vector 0x%x, %s, %s, remote IRR %u, pending %u, destination %u",
+			  d->name, d->irq, e.vector, e.mask ? "masked" : "unmasked",
+			  e.trig_mode ? "level" : "edge", e.remote_irr, (io->irr >> d->irq) & 1,
+			  e.dest_id);
+	}
 }
 
 void vm_request_exit(struct vm *vm, int exit_code)

@@ -103,6 +103,9 @@ int vm_pause(struct vm *vm, struct wisp_err *err);
 int vm_resume(struct vm *vm, struct wisp_err *err);
 /* Inject Ctrl+Alt+Del through the i8042 (SendCtrlAltDel). */
 int vm_send_ctrl_alt_del(struct vm *vm, struct wisp_err *err);
+/* Log each virtio device's transport and queue state and its IOAPIC pin
+ * (SIGUSR1): what a stuck guest waits on. VMM thread. */
+void vm_log_state(struct vm *vm);
 /* Ask the VMM to end with this exit code (any thread). */
 void vm_request_exit(struct vm *vm, int exit_code);
 /* Undo vm_build (complete or not) and vm_start: stop and free the vCPUs,

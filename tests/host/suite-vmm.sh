@@ -87,4 +87,38 @@ else
 		fi
 	done
 fi
+# SIGUSR1 logs every virtio device's state and the VM goes on; SIGTERM then
+# ends it with 0. The idle tiny guest never sets its devices up, so every
+# queue is "not ready" and each device's IOAPIC pin is still masked.
+IDLE=$PWD/$BUILD/guests/idle.elf
+if [ ! -f "$IDLE" ]; then
+	echo "SKIPPED: SIGUSR1 state dump: $IDLE is not built"
+	skip=$((skip + 1))
+elif ! timeout 30 "$VMM" --no-api --config-file "$tmp/hello.json" </dev/null 2>/dev/null | grep -q 'hello from the wisp tiny guest'; then
+	echo "SKIPPED: SIGUSR1 state dump: this /dev/kvm does not run the tiny guests"
+	skip=$((skip + 1))
+else
+	truncate -s 1M "$tmp/d.img"
+	printf '{"boot-source":{"kernel_image_path":"%s"},"machine-config":{"vcpu_count":1,"mem_size_mib":64},"drives":[{"drive_id":"d","path_on_host":"%s","is_root_device":false,"is_read_only":false}],"vsock":{"guest_cid":3,"uds_path":"%s"}}' \
+		"$IDLE" "$tmp/d.img" "$tmp/v.sock" >"$tmp/idle.json"
+	"$VMM" --no-api --config-file "$tmp/idle.json" --log-path "$tmp/idle.log" </dev/null >"$tmp/idle.out" 2>&1 &
+	vpid=$!
+	for _ in $(seq 100); do grep -q 'idle: ready' "$tmp/idle.out" 2>/dev/null && break; sleep 0.1; done
+	kill -USR1 "$vpid" 2>/dev/null
+	for _ in $(seq 50); do grep -q 'state: virtio-vsock: IOAPIC' "$tmp/idle.log" 2>/dev/null && break; sleep 0.1; done
+	alive=no; kill -0 "$vpid" 2>/dev/null && alive=yes
+	kill -TERM "$vpid" 2>/dev/null
+	timeout 20 tail --pid="$vpid" -f /dev/null
+	wait "$vpid"; rc=$?
+	if [ "$alive" = yes ] && [ "$rc" -eq 0 ] &&
+	   grep -q 'state: virtio-blk:d: irq [0-9]*, status 0x0' "$tmp/idle.log" &&
+	   grep -q 'state: virtio-blk:d: queue 0: not ready' "$tmp/idle.log" &&
+	   grep -q 'state: virtio-vsock: queue 2: not ready' "$tmp/idle.log" &&
+	   grep -q 'state: virtio-blk:d: IOAPIC pin [0-9]*: vector 0x[0-9a-f]*, masked, edge' "$tmp/idle.log"; then
+		ok "SIGUSR1 logs each virtio device's transport, queue and IOAPIC state; the VM goes on, SIGTERM exits 0"
+	else
+		bad "SIGUSR1 state dump: alive after it: $alive, exit $rc after SIGTERM"
+		grep 'state:' "$tmp/idle.log" | sed 's/^/    /' | head -12
+	fi
+fi
 finish

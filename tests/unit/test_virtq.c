@@ -203,6 +203,28 @@ Test(virtio, event_idx_suppresses_interrupts)
 	cr_assert_eq(fake_irqs(&dev), 1, "interrupt when used idx crosses used_event");
 }
 
+/* The state line SIGUSR1 logs: the driver's indices as guest memory holds
+ * them beside the device's own, here with a buffer published but not yet
+ * consumed (what a lost kick looks like). */
+Test(virtio, describe_shows_driver_and_device_indices)
+{
+	char line[320];
+	virtq_describe(&dev.queues[0], line, sizeof(line));
+	cr_assert_str_eq(line, "not ready");
+	fake_bringup(&dev, FEAT_ALL, 16);
+	uint16_t *avail = fake_ptr(&g, FAKE_AVAIL);
+	good_chain(0);
+	fake_avail(&g, 0, 16, 0);
+	kick(0);
+	cr_assert_not(virtq_enable_notify(&dev.queues[0])); /* as the devices do when drained */
+	avail[2 + 16] = 7; /* used_event */
+	fake_avail(&g, 0, 16, 0); /* published, no kick */
+	virtq_describe(&dev.queues[0], line, sizeof(line));
+	cr_assert_str_eq(line,
+			 "size 16, driver: avail idx 2 flags 0x0 used_event 7; device: next avail 1, "
+			 "used idx 1 (in memory 1) avail_event 1, last signalled 1");
+}
+
 Test(virtio, no_interrupt_flag_without_event_idx)
 {
 	fake_bringup(&dev, VIRTIO_BIT(VIRTIO_F_VERSION_1), 16);

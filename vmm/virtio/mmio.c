@@ -463,3 +463,18 @@ void virtio_device_free(struct virtio_mmio_dev *d)
 	virtio_mmio_destroy(d);
 	free(container);
 }
+
+void virtio_mmio_log_state(struct virtio_mmio_dev *d)
+{
+	pthread_mutex_lock(&d->lock);
+	wlog_info("state: %s: irq %u, status 0x%x, interrupt status 0x%x, %llu interrupts, %s, %llu violations",
+		  d->name, d->irq, d->status, d->isr, (unsigned long long)d->interrupts,
+		  d->failed ? "failed" : d->active ? "active" : "not active",
+		  (unsigned long long)d->violations);
+	for (int i = 0; i < d->ops->nr_queues; i++) {
+		char line[320];
+		virtq_describe(&d->queues[i], line, sizeof(line));
+		wlog_info("state: %s: queue %d: %s", d->name, i, line);
+	}
+	pthread_mutex_unlock(&d->lock);
+}

@@ -162,6 +162,9 @@ bool virtq_should_notify(struct virtq *q);
 /* Ask for a kick when more buffers come (EVENT_IDX avail_event); returns
  * true when buffers arrived meanwhile (process again). */
 bool virtq_enable_notify(struct virtq *q);
+/* One line on the queue's state for the log: the driver's indices in guest
+ * memory (avail idx, flags, used_event) beside the device's own. */
+void virtq_describe(const struct virtq *q, char *buf, size_t size);
 bool virtq_has_avail(struct virtq *q);
 
 /* Copy between a chain's buffers and host memory. off counts from the
@@ -247,6 +250,8 @@ void virtio_device_free(struct virtio_mmio_dev *d);
 /* Register accesses (vCPU threads): the bus_ops of the window. */
 void virtio_mmio_read(void *opaque, uint64_t off, uint8_t *data, uint32_t len);
 void virtio_mmio_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t len);
+/* Log the transport's state and every ready queue's (SIGUSR1, vm_log_state). */
+void virtio_mmio_log_state(struct virtio_mmio_dev *d);
 /* Process a kick of queue qi (VMM thread): takes the lock. */
 void virtio_mmio_kick(struct virtio_mmio_dev *d, int qi);
 /* Device side, lock held: */

@@ -268,6 +268,19 @@ bool virtq_enable_notify(struct virtq *q)
 	return rd16(AVAIL_IDX(q)) != q->last_avail;
 }
 
+void virtq_describe(const struct virtq *q, char *buf, size_t size)
+{
+	if (!q->ready || !q->avail || !q->used) {
+		snprintf(buf, size, "not ready");
+		return;
+	}
+	snprintf(buf, size,
+		 "size %u, driver: avail idx %u flags 0x%x used_event %u; device: next avail %u, used idx %u (in memory %u) avail_event %u, last signalled %u%s",
+		 q->num, rd16(AVAIL_IDX(q)), rd16(AVAIL_FLAGS(q)), rd16(USED_EVENT(q)), q->last_avail,
+		 q->used_idx, rd16(USED_IDX(q)), rd16(AVAIL_EVENT(q)), q->signalled_used,
+		 q->event_idx ? "" : " (no EVENT_IDX)");
+}
+
 size_t virtq_chain_read(const struct virtq_chain *c, size_t off, void *dst, size_t len)
 {
 	uint8_t *out = dst;
