@@ -30,6 +30,8 @@
 #   WISP_LANE_L2_RESTARTS    how often a crashed or hung L2 is restarted
 #                            for the cases without a result (2)
 #   WISP_LANE_GUEST_LOGLEVEL kernel loglevel in lib.sh's LANE_BOOT_ARGS (5)
+#   WISP_LANE_L2_PIN=0       let the cases use every CPU of the L2 (default:
+#                            its last CPU only; see l2-init.sh)
 #   WISP_LANE_VERBOSE=1      show every case's output, not only failures'
 #   WISP_LANE_NO_BUILD=1     do not run make / the image builders first
 #   WISP_LANE_EXTRA_BINS     more host programs to pack into the L2
@@ -327,6 +329,7 @@ pack() {
 		[ -n "${WISP_LANE_VERBOSE:-}" ] && printf 'export WISP_LANE_VERBOSE=%q\n' "$WISP_LANE_VERBOSE"
 		printf 'export WISP_LANE_KIND=%q\n' "$WISP_LANE_KIND"
 		[ -n "${WISP_LANE_GUEST_LOGLEVEL:-}" ] && printf 'export WISP_LANE_GUEST_LOGLEVEL=%q\n' "$WISP_LANE_GUEST_LOGLEVEL"
+		[ -n "${WISP_LANE_L2_PIN:-}" ] && printf 'export WISP_LANE_L2_PIN=%q\n' "$WISP_LANE_L2_PIN"
 		[ -n "${WISP_DEMO_MESSAGE:-}" ] && printf 'export WISP_DEMO_MESSAGE=%q\n' "$WISP_DEMO_MESSAGE"
 		echo 'export WISP_LANE_MODE=nested'
 	} > "$root/lane/env"
