@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark of the virtio devices with a real Linux guest (run it where
 # /dev/kvm works: directly on hardware KVM, or through the lane case
-# 91-virtio-bench in the nested lane). One guest (2 vCPUs, 512 MiB) with the
+# 91-virtio-bench in the nested lane). One guest (2 vCPUs by default, 512 MiB) with the
 # test rootfs, a raw scratch drive, a tap in its own network namespace and
 # vsock. Prints, for each workload, its throughput and the VMM's host CPU
 # time (user+system, all threads) per GiB moved; asserts nothing.
@@ -9,6 +9,7 @@
 #   bench/virtio.sh [BIN_DIR [IMAGES_DIR]]
 #   WISP_BENCH_MB=N   data per streaming workload (default 128)
 #   WISP_BENCH_SECS=N seconds per random-I/O run (default 10)
+#   WISP_BENCH_VCPUS=N the guest's vCPUs (default 2)
 #
 # In the nested lane the figures compare only with another run there.
 set -uo pipefail
@@ -18,6 +19,7 @@ WISP_IMAGES=${2:-${WISP_IMAGES:-$here/../images/out}}
 lib=${VT_LIB_DIR:-$here/../tests/lane}
 MB=${WISP_BENCH_MB:-128}
 SECS=${WISP_BENCH_SECS:-10}
+VCPUS=${WISP_BENCH_VCPUS:-2}
 [ -c /dev/kvm ] || { echo "virtio-bench: no /dev/kvm here (use tests/lane/run.sh virtio-bench)"; exit 1; }
 WISP_TMP=$(mktemp -d)
 . "$lib/lib.sh"
@@ -42,10 +44,11 @@ vt_rootfs "$WISP_TMP/root.ext4"
 truncate -s $(( (MB + 64) * 1048576 )) "$WISP_TMP/scratch.img"
 lane_vmm_config "$WISP_TMP/vm.json" --kernel "$WISP_IMAGES/vmlinux" --args "$LANE_BOOT_ARGS quiet" \
 	--rootfs "$WISP_TMP/root.ext4" --drive "scratch:$WISP_TMP/scratch.img" \
-	--net "eth0:$TAP" --vsock "3:$VT_UDS" --vcpus 2 --mem 512
+	--net "eth0:$TAP" --vsock "3:$VT_UDS" --vcpus "$VCPUS" --mem 512
 ip netns exec "$NS" "$WISP_BIN/wisp-vmm" --no-api --config-file "$WISP_TMP/vm.json" </dev/null >"$VT_LOG" 2>&1 &
 VMM=$!
 vt_wait_guest "$VMM"
+echo "virtio-bench: guest with $VCPUS vCPU(s), 512 MiB; $(nproc) host CPU(s) usable here"
 vt_sh "ip addr add $GUEST_IP/24 dev eth0 && ip link set eth0 up && mkdir -p /tmp/www" >/dev/null
 HZ=$(getconf CLK_TCK 2>/dev/null || echo 100) # USER_HZ, 100 on x86 Linux
 

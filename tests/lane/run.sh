@@ -28,7 +28,7 @@
 #   WISP_LANE_HANG_GRACE     seconds past a case's timeout before the host
 #                            declares the L2 hung and stops QEMU (120)
 #   WISP_LANE_L2_RESTARTS    how often a crashed or hung L2 is restarted
-#                            for the cases without a result (2)
+#                            for the cases without a result (3)
 #   WISP_LANE_GUEST_LOGLEVEL kernel loglevel in lib.sh's LANE_BOOT_ARGS (5)
 #   WISP_LANE_L2_PIN=0       let the cases use every CPU of the L2 (default:
 #                            its last CPU only; see l2-init.sh)
@@ -356,7 +356,7 @@ l2log() {
 # lock; the L2's KVM then also withholds the stable-TSC bit from the guests'
 # kvmclock. With TSC the nested cases ran in 265 s instead of 333 s.
 #
-# The L2 is restarted (at most WISP_LANE_L2_RESTARTS times, default 2) when
+# The L2 is restarted (at most WISP_LANE_L2_RESTARTS times, default 3) when
 # it dies under a case: its own kernel crashed (panic, BUG, oops on its
 # console) or it stopped answering. That is QEMU's emulated SVM failing
 # (tests/lane/README.md, "Known failures of the nested lane itself"), not a
@@ -369,7 +369,7 @@ log=$outdir/l2-serial.log
 : > "$outdir/reported"
 : > "$outdir/retried"
 end=$((SECONDS + total_timeout))
-max_restarts=${WISP_LANE_L2_RESTARTS:-2}
+max_restarts=${WISP_LANE_L2_RESTARTS:-3}
 boot=0 restarts=0 filter=$WISP_LANE_FILTER
 tp=0 tf=0 ts=0 ready_once=0
 while :; do
