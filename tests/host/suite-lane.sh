@@ -53,8 +53,8 @@ check "a healthy L2: 3 passed, exit 0, one boot" \
 	test "$RC" = 0 -a "$(count '^PASS ')" = 3 -a "$(filters)" = '|'
 
 lane crash
-check "the L2 panics under 02-b: one restart, exit 0" \
-	test "$RC" = 0 -a "$(count '^lane: restart 1 of 2')" = 1
+check "the L2 panics under 02-b: one restart (of the default 3), exit 0" \
+	test "$RC" = 0 -a "$(count '^lane: restart 1 of 3')" = 1
 check "after the crash the fresh L2 runs exactly 02-b and 03-c" \
 	test "$(filters)" = '|=02-b =03-c |'
 check "each case has one result (01-a, 02-b, 03-c passed once each)" \
