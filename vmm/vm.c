@@ -328,8 +328,7 @@ int vm_send_ctrl_alt_del(struct vm *vm, struct wisp_err *err)
 	return 0;
 }
 
-/* cold: kept out of the hot text that fault-around maps at start-up */
-__attribute__((cold)) void vm_log_state(struct vm *vm)
+void vm_log_state(struct vm *vm)
 {
 	struct kvm_irqchip chip = { .chip_id = KVM_IRQCHIP_IOAPIC };
 	bool have_ioapic = vm->vm_fd >= 0 && ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) == 0;

@@ -69,7 +69,8 @@ echo 0 > /proc/sys/vm/compaction_proactiveness 2>/dev/null
 # none in 60 pinned (tests/lane/README.md).
 pin= pin_cpu=
 if [ "${WISP_LANE_L2_PIN:-1}" != 0 ] && [ "$(nproc)" -gt 1 ]; then
-	pin_cpu=$(( $(nproc) - 1 )) pin="taskset -c $(( $(nproc) - 1 ))"
+	pin_cpu=$(( $(nproc) - 1 ))
+	pin="taskset -c $pin_cpu"
 fi
 echo "$P setup-ok kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt) nproc=$(nproc) mem_kb=$(awk '/^MemTotal/ {print $2}' /proc/meminfo) thp=$(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null) clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null) cases-on-cpus=${pin_cpu:-all}"
 # The L2 kernel's warnings and errors (the console shows only the worst),

@@ -464,8 +464,7 @@ void virtio_device_free(struct virtio_mmio_dev *d)
 	free(container);
 }
 
-/* cold: kept out of the hot text that fault-around maps at start-up */
-__attribute__((cold)) void virtio_mmio_log_state(struct virtio_mmio_dev *d)
+void virtio_mmio_log_state(struct virtio_mmio_dev *d)
 {
 	pthread_mutex_lock(&d->lock);
 	wlog_info("state: %s: irq %u, status 0x%x, interrupt status 0x%x, %llu interrupts, %s, %llu violations",

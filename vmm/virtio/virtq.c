@@ -268,8 +268,7 @@ bool virtq_enable_notify(struct virtq *q)
 	return rd16(AVAIL_IDX(q)) != q->last_avail;
 }
 
-/* cold: kept out of the hot text that fault-around maps at start-up */
-__attribute__((cold)) void virtq_describe(const struct virtq *q, char *buf, size_t size)
+void virtq_describe(const struct virtq *q, char *buf, size_t size)
 {
 	if (!q->ready || !q->avail || !q->used) {
 		snprintf(buf, size, "not ready");

@@ -10,13 +10,7 @@ lane_need_image vmlinux rootfs.ext4
 bench=../bench/virtio.sh
 [ -f "$bench" ] || lane_fail "$bench missing beside the tests copy"
 out=$WISP_TMP/bench.log
-# Where the lane confines the cases to one CPU (the nested L2 does,
-# l2-init.sh), a 2-vCPU guest measures its own lock-holder preemption, not
-# the devices: the spinning vCPU holds the only CPU until its time slice
-# ends (net TCP fell from 23 to 0.9 MiB/s). One vCPU there.
-vcpus=2
-[ "$(nproc)" -eq 1 ] && vcpus=1
-VT_LIB_DIR=$PWD/lane WISP_BENCH_VCPUS=${WISP_BENCH_VCPUS:-$vcpus} WISP_BENCH_MB=${WISP_BENCH_MB:-32} WISP_BENCH_SECS=${WISP_BENCH_SECS:-3} \
+VT_LIB_DIR=$PWD/lane WISP_BENCH_MB=${WISP_BENCH_MB:-32} WISP_BENCH_SECS=${WISP_BENCH_SECS:-3} \
 	bash "$bench" "$WISP_BIN" "$WISP_IMAGES" > "$out" 2>&1
 rc=$?
 [ "$rc" -eq 0 ] || { lane_show "$out"; lane_fail "bench/virtio.sh exited $rc"; }
